@@ -27,7 +27,7 @@
 //!
 //! ## Quick start
 //!
-//! ```ignore
+//! ```
 //! let hits = percid::Counter::new();
 //! hits.add(1);
 //! assert_eq!(hits.sum(), 1);
@@ -49,3 +49,7 @@ pub mod topology;
 
 pub(crate) mod util;
 
+pub use counter::Counter;
+pub use index::{Index, Policy};
+pub use rseq::status::{Status, status};
+pub use rseq::{current_cpu, current_mm_cid, current_node};

@@ -1,1 +1,181 @@
-//! (placeholder: being written)
+//! The rseq ABI layer: registration, readers, status, and the architecture's critical
+//! sections.
+//!
+//! * [`abi`]: the area and descriptor layouts and the kernel's constants.
+//! * [`registration`]: per-thread, lazy: glibc's area when glibc registered, otherwise our
+//!   own; the fallback (with its reason) when neither works.
+//! * [`status`]: what mode the crate is in, for people and for tests.
+//! * [`arch`]: the critical sections in `asm!` (x86_64), by `cpu_id` or `mm_cid`.
+//! * [`membarrier`]: `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, to fence every CPU's
+//!   in-flight critical sections from another thread.
+//!
+//! The readers ([`current_cpu`], [`current_mm_cid`], [`current_node`]) are a thread-local
+//! load plus one volatile load on the fast path.
+
+pub mod abi;
+pub mod arch;
+pub mod membarrier;
+pub mod registration;
+pub mod status;
+
+use std::ptr;
+
+/// Which kernel-maintained field a critical section checks its expected index against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexMode {
+    /// `cpu_id` (offset 4): the CPU the thread runs on.
+    CpuId,
+    /// `mm_cid` (offset 24): the thread's concurrency ID (feature size >= 28).
+    MmCid,
+}
+
+impl IndexMode {
+    /// Byte offset of the field in the rseq area.
+    #[inline]
+    pub const fn field_offset(self) -> usize {
+        match self {
+            IndexMode::CpuId => core::mem::offset_of!(abi::RseqArea, cpu_id),
+            IndexMode::MmCid => core::mem::offset_of!(abi::RseqArea, mm_cid),
+        }
+    }
+
+    /// Reads the field on the calling thread, `None` if the thread has no usable rseq area
+    /// or (for `MmCid`) the kernel does not provide mm_cid.
+    #[inline]
+    pub fn read(self) -> Option<u32> {
+        match self {
+            IndexMode::CpuId => rseq_cpu_id(),
+            IndexMode::MmCid => rseq_mm_cid(),
+        }
+    }
+}
+
+/// Reads `mode`'s field for a structure that already resolved to rseq with this mode (so
+/// the process-wide feature checks were done at construction): one TLS load, two volatile
+/// loads. `None` if the calling thread has no registered area.
+#[inline(always)]
+pub(crate) fn read_resolved(mode: IndexMode) -> Option<u32> {
+    let a = registration::area();
+    // SAFETY: `area()` is never null and valid for reads for the thread's lifetime; the
+    // field is within the active feature size (checked when the structure resolved).
+    unsafe {
+        let cpu = ptr::read_volatile(&raw const (*a).cpu_id);
+        if (cpu as i32) < 0 {
+            return None;
+        }
+        Some(ptr::read_volatile(
+            (a as *const u8).add(mode.field_offset()) as *const u32,
+        ))
+    }
+}
+
+/// `cpu_id` from the rseq area, `None` if the thread is not registered.
+#[inline]
+pub(crate) fn rseq_cpu_id() -> Option<u32> {
+    let a = registration::area();
+    // SAFETY: `area()` is never null and always valid for reads for the thread's lifetime
+    // (registration invariants). The field is kernel-owned: read only, volatile.
+    let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
+    if (cpu as i32) >= 0 { Some(cpu) } else { None }
+}
+
+/// `mm_cid` from the rseq area, `None` without registration or without kernel mm_cid.
+#[inline]
+pub(crate) fn rseq_mm_cid() -> Option<u32> {
+    let a = registration::area();
+    // SAFETY: as in `rseq_cpu_id`.
+    let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
+    if (cpu as i32) < 0 || !status::mm_cid_available() {
+        return None;
+    }
+    // SAFETY: as above; mm_cid is within the active feature size (checked just above).
+    Some(unsafe { ptr::read_volatile(&raw const (*a).mm_cid) })
+}
+
+/// The CPU the calling thread runs on: rseq `cpu_id` when registered, otherwise
+/// `sched_getcpu()`. `None` only if both fail.
+///
+/// The answer may be stale as soon as it is returned (the thread can migrate): use it for
+/// placement decisions, and the critical sections in [`crate::ops`] for correctness.
+#[inline]
+pub fn current_cpu() -> Option<u32> {
+    rseq_cpu_id().or_else(sched_getcpu)
+}
+
+/// The kernel's concurrency ID of the calling thread (`mm_cid`, Linux >= 6.3 with feature
+/// size >= 28), `None` when the kernel does not provide it or rseq is not in use.
+#[inline]
+pub fn current_mm_cid() -> Option<u32> {
+    rseq_mm_cid()
+}
+
+/// The NUMA node of the CPU the calling thread runs on: rseq `node_id` (feature size >= 24),
+/// otherwise the `getcpu` syscall.
+#[inline]
+pub fn current_node() -> Option<u32> {
+    let a = registration::area();
+    // SAFETY: as in `rseq_cpu_id`.
+    let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
+    if (cpu as i32) >= 0 && status::node_id_available() {
+        // SAFETY: as above; node_id is within the active feature size.
+        return Some(unsafe { ptr::read_volatile(&raw const (*a).node_id) });
+    }
+    getcpu_node()
+}
+
+#[cold]
+fn sched_getcpu() -> Option<u32> {
+    // SAFETY: no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    if c >= 0 { Some(c as u32) } else { None }
+}
+
+#[cold]
+fn getcpu_node() -> Option<u32> {
+    let mut cpu: libc::c_uint = 0;
+    let mut node: libc::c_uint = 0;
+    // SAFETY: both out-pointers are valid for writes; the third (cache) argument is unused
+    // by the kernel and may be null.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_getcpu,
+            &mut cpu as *mut _,
+            &mut node as *mut _,
+            ptr::null_mut::<u8>(),
+        )
+    };
+    if rc == 0 { Some(node) } else { None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_agree_with_the_kernel() {
+        // Pin to one CPU so cpu_id and sched_getcpu cannot disagree by migration.
+        let handle = std::thread::spawn(|| {
+            let cpu = sched_getcpu().expect("sched_getcpu");
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            // SAFETY: cpu < CPU_SETSIZE on the CI machine (2 CPUs); the set is ours.
+            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+            // SAFETY: valid set pointer and size; pins only this spawned thread.
+            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+            assert_eq!(rc, 0);
+            assert_eq!(current_cpu(), Some(cpu));
+            if registration::feature_size() > 0 {
+                assert_eq!(rseq_cpu_id(), Some(cpu));
+            } else {
+                assert_eq!(rseq_cpu_id(), None);
+            }
+            if status::mm_cid_available() {
+                let cid = current_mm_cid().expect("mm_cid");
+                assert!((cid as usize) < crate::util::possible_cpu_count());
+            } else {
+                assert_eq!(current_mm_cid(), None);
+            }
+            assert_eq!(current_node(), getcpu_node());
+        });
+        handle.join().unwrap();
+    }
+}

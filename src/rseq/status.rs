@@ -1,0 +1,154 @@
+//! What mode the crate runs in: [`status()`].
+
+use super::registration::{self, FallbackReason, Owner};
+use crate::index::Index;
+use std::fmt;
+
+/// A report of the crate's rseq mode, for people (`Display`) and programs (fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Who owns the rseq registration: glibc, percid, or nobody (and why).
+    pub owner: Owner,
+    /// The active feature size: how many bytes of the area the kernel keeps current
+    /// (0 without rseq).
+    pub feature_size: u32,
+    /// `getauxval(AT_RSEQ_FEATURE_SIZE)`, 0 if the kernel does not report it (< 6.3).
+    pub kernel_feature_size: u32,
+    /// `getauxval(AT_RSEQ_ALIGN)`, 0 if the kernel does not report it.
+    pub kernel_align: u32,
+    /// glibc's `__rseq_size`, `None` if glibc does not export it.
+    pub glibc_rseq_size: Option<u32>,
+    /// The kernel maintains `mm_cid` for this process (feature size >= 28).
+    pub mm_cid: bool,
+    /// The kernel maintains `node_id` (feature size >= 24).
+    pub node_id: bool,
+    /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` is available.
+    pub membarrier_rseq: bool,
+    /// This build has critical sections in assembly for this architecture.
+    pub critical_sections: bool,
+    /// Structures use rseq critical sections (registration works, the architecture has
+    /// critical sections, and the fallback is not forced).
+    pub rseq_in_use: bool,
+    /// The index source structures use by default (after `PERCID_INDEX`).
+    pub default_index: Index,
+    /// Why `PERCID_INDEX` was ignored, if it was set to something unusable.
+    pub index_env_error: Option<String>,
+}
+
+/// Reports the crate's mode (initialises the calling thread's registration if needed).
+pub fn status() -> Status {
+    let owner = registration::owner();
+    let feature_size = registration::feature_size();
+    let (default_index, index_env_error) = match Index::from_env() {
+        Ok(Some(i)) => (i, None),
+        Ok(None) => (Index::auto(), None),
+        Err(e) => (Index::auto(), Some(e.to_string())),
+    };
+    Status {
+        owner,
+        feature_size,
+        kernel_feature_size: registration::kernel_feature_size(),
+        kernel_align: registration::kernel_align(),
+        glibc_rseq_size: registration::glibc_rseq_size(),
+        mm_cid: mm_cid_available(),
+        node_id: node_id_available(),
+        membarrier_rseq: super::membarrier::rseq_fence_supported(),
+        critical_sections: super::arch::HAS_CRITICAL_SECTIONS,
+        rseq_in_use: rseq_usable(),
+        default_index,
+        index_env_error,
+    }
+}
+
+/// The kernel maintains `mm_cid` for this process.
+#[inline]
+pub fn mm_cid_available() -> bool {
+    registration::init_thread_if_needed();
+    registration::feature_size_relaxed() >= super::abi::FEATURE_SIZE_MM_CID
+}
+
+/// The kernel maintains `node_id` for this process.
+#[inline]
+pub fn node_id_available() -> bool {
+    registration::init_thread_if_needed();
+    registration::feature_size_relaxed() >= super::abi::FEATURE_SIZE_NODE_ID
+}
+
+/// Structures can use rseq critical sections in this process.
+#[inline]
+pub fn rseq_usable() -> bool {
+    super::arch::HAS_CRITICAL_SECTIONS && !matches!(registration::owner(), Owner::None(_))
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        match self.owner {
+            Owner::Libc => writeln!(
+                f,
+                "registration:       glibc (percid reads glibc's rseq area)"
+            )?,
+            Owner::Percid => writeln!(
+                f,
+                "registration:       percid (own per-thread rseq area; glibc did not register)"
+            )?,
+            Owner::None(reason) => writeln!(
+                f,
+                "registration:       none: {reason}; running on the portable fallback"
+            )?,
+        }
+        writeln!(f, "active feature size: {} bytes", self.feature_size)?;
+        let kernel = match self.kernel_feature_size {
+            0 => "not reported (kernel < 6.3)".to_string(),
+            n => format!("{n} bytes (align {})", self.kernel_align),
+        };
+        writeln!(f, "kernel feature size: {kernel}")?;
+        let glibc = match self.glibc_rseq_size {
+            None => "not exported".to_string(),
+            Some(0) => "0 (glibc did not register)".to_string(),
+            Some(n) => format!("{n}"),
+        };
+        writeln!(f, "glibc __rseq_size:   {glibc}")?;
+        writeln!(
+            f,
+            "cpu_id:              {}",
+            yes(!matches!(self.owner, Owner::None(_)))
+        )?;
+        writeln!(f, "node_id:             {}", yes(self.node_id))?;
+        writeln!(f, "mm_cid:              {}", yes(self.mm_cid))?;
+        writeln!(f, "membarrier rseq:     {}", yes(self.membarrier_rseq))?;
+        writeln!(
+            f,
+            "critical sections:   {}",
+            if self.critical_sections {
+                "x86_64 asm"
+            } else {
+                "none on this architecture"
+            }
+        )?;
+        writeln!(
+            f,
+            "structures use:      {}",
+            if self.rseq_in_use {
+                "rseq critical sections"
+            } else {
+                "user-space CID leases (fallback)"
+            }
+        )?;
+        write!(f, "default index:       {}", self.default_index)?;
+        if let Some(e) = &self.index_env_error {
+            write!(f, "\nPERCID_INDEX ignored: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FallbackReason {
+    /// Whether the fallback was asked for rather than imposed.
+    pub fn is_forced(&self) -> bool {
+        matches!(
+            self,
+            FallbackReason::ForcedByEnv | FallbackReason::ForcedByFeature
+        )
+    }
+}
