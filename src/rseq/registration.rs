@@ -106,8 +106,8 @@ fn process() -> &'static Process {
         let kernel_feature_size = unsafe { libc::getauxval(abi::AT_RSEQ_FEATURE_SIZE) } as u32;
         // SAFETY: as above.
         let kernel_align = unsafe { libc::getauxval(abi::AT_RSEQ_ALIGN) } as u32;
-        let glibc_rseq_size = lookup::<libc::c_uint>(c"__rseq_size").map(|v| v as u32);
-        let glibc_rseq_offset = lookup::<libc::ptrdiff_t>(c"__rseq_offset").map(|v| v as isize);
+        let glibc_rseq_size = lookup::<u32>(c"__rseq_size");
+        let glibc_rseq_offset = lookup::<isize>(c"__rseq_offset");
         let forced = if cfg!(feature = "force-fallback") {
             Some(FallbackReason::ForcedByFeature)
         } else if std::env::var_os("PERCID_FORCE_FALLBACK").is_some_and(|v| v == "1") {
