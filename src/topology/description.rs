@@ -11,19 +11,19 @@ use super::{CpuSet, Topology, TopologyError};
 /// The `"format"` this version reads and writes.
 pub const FORMAT: &str = "percid-topology/1";
 
-/// Top-level fields of a description.
+/// Top-level fields of a description, in the order [`Topology::to_json`] writes them.
 const FIELDS: &[&str] = &[
     "format",
     "name",
     "note",
     "possible",
     "online",
+    "packages",
+    "nodes",
     "cores",
     "l1d",
     "l2",
     "l3",
-    "packages",
-    "nodes",
     "cost_model",
 ];
 
@@ -270,9 +270,32 @@ impl Topology {
         Value::Object(obj)
     }
 
-    /// [`to_json_value`](Self::to_json_value), pretty-printed.
+    /// [`to_json_value`](Self::to_json_value) as text for people: fields in the documented
+    /// order, one domain per line.
     pub fn to_json(&self) -> String {
-        // Serialising a `Value` with string keys cannot fail.
-        serde_json::to_string_pretty(&self.to_json_value()).unwrap_or_default()
+        let value = self.to_json_value();
+        let Value::Object(obj) = value else {
+            return String::new();
+        };
+        // `Value`'s `Display` is compact JSON and cannot fail.
+        let fields: Vec<String> = FIELDS
+            .iter()
+            .filter_map(|&key| obj.get(key).map(|v| (key, v)))
+            .map(|(key, v)| {
+                let body = match v {
+                    Value::Array(items) if !items.is_empty() => {
+                        let lines: Vec<String> =
+                            items.iter().map(|item| format!("    {item}")).collect();
+                        format!("[\n{}\n  ]", lines.join(",\n"))
+                    }
+                    Value::Object(_) => serde_json::to_string_pretty(v)
+                        .unwrap_or_default()
+                        .replace('\n', "\n  "),
+                    other => other.to_string(),
+                };
+                format!("  \"{key}\": {body}")
+            })
+            .collect();
+        format!("{{\n{}\n}}", fields.join(",\n"))
     }
 }
