@@ -84,8 +84,8 @@ impl CpuSet {
         CpuSet { words: Vec::new() }
     }
 
-    /// The empty set with room for CPUs `0..cpus` without reallocating; use
-    /// [`crate::util::possible_cpu_count`]-style counts to size it for the machine.
+    /// The empty set with room for CPUs `0..cpus` without reallocating (size it with the
+    /// number of possible CPUs, [`Topology::possible`](super::Topology::possible)).
     pub fn with_capacity(cpus: usize) -> Self {
         CpuSet {
             words: Vec::with_capacity(cpus.div_ceil(WORD)),
@@ -204,8 +204,8 @@ impl CpuSet {
     }
 
     /// The CPUs in increasing order.
-    pub fn iter(&self) -> Iter<'_> {
-        Iter {
+    pub fn iter(&self) -> CpuSetIter<'_> {
+        CpuSetIter {
             words: &self.words,
             index: 0,
             current: self.words.first().copied().unwrap_or(0),
@@ -382,15 +382,15 @@ impl Extend<usize> for CpuSet {
 
 impl<'a> IntoIterator for &'a CpuSet {
     type Item = usize;
-    type IntoIter = Iter<'a>;
-    fn into_iter(self) -> Iter<'a> {
+    type IntoIter = CpuSetIter<'a>;
+    fn into_iter(self) -> CpuSetIter<'a> {
         self.iter()
     }
 }
 
 /// Iterator over the CPUs of a [`CpuSet`], in increasing order.
 #[derive(Clone, Debug)]
-pub struct Iter<'a> {
+pub struct CpuSetIter<'a> {
     words: &'a [u64],
     /// Index of the word `current` came from.
     index: usize,
@@ -398,7 +398,7 @@ pub struct Iter<'a> {
     current: u64,
 }
 
-impl Iterator for Iter<'_> {
+impl Iterator for CpuSetIter<'_> {
     type Item = usize;
     fn next(&mut self) -> Option<usize> {
         loop {

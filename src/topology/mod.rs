@@ -126,7 +126,7 @@ pub use affinity::{
     pin_current_thread_to_cpu,
 };
 pub use configurations::{Configuration, ConfigurationKind};
-pub use cpuset::{CpuSet, CpuSetError, Iter};
+pub use cpuset::{CpuSet, CpuSetError, CpuSetIter};
 pub use description::FORMAT;
 pub use error::TopologyError;
 pub use model::{CacheDomain, Core, Domain, DomainOrigin, Topology, TopologyParts, TopologySource};
