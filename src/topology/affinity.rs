@@ -35,11 +35,12 @@ pub fn pin_current_thread(set: &CpuSet) -> Result<(), TopologyError> {
     let bytes = std::mem::size_of_val(mask.as_slice());
     // SAFETY: `mask` is a live, initialised buffer of exactly `bytes` bytes, which is all the
     // kernel reads (it copies `min(bytes, its own mask size)` bytes from user memory and
-    // zero-fills the rest). pid 0 names the calling thread. The call writes no user memory.
+    // zero-fills the rest). pid 0 (passed as a long, the width the variadic syscall() reads)
+    // names the calling thread. The call writes no user memory.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_sched_setaffinity,
-            0 as libc::pid_t,
+            0 as libc::c_long,
             bytes,
             mask.as_ptr(),
         )
@@ -66,12 +67,12 @@ pub fn current_thread_affinity() -> Result<CpuSet, TopologyError> {
         let bytes = std::mem::size_of_val(mask.as_slice());
         // SAFETY: `mask` is a live, writable buffer of exactly `bytes` bytes, a multiple of
         // `sizeof(unsigned long)` as the kernel requires; the kernel writes at most `bytes`
-        // bytes into it (it fails with EINVAL rather than write more). pid 0 names the calling
-        // thread.
+        // bytes into it (it fails with EINVAL rather than write more). pid 0 (passed as a long,
+        // the width the variadic syscall() reads) names the calling thread.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_sched_getaffinity,
-                0 as libc::pid_t,
+                0 as libc::c_long,
                 bytes,
                 mask.as_mut_ptr(),
             )
