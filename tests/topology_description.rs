@@ -325,3 +325,21 @@ fn json_file_loader() {
         Err(TopologyError::Io { .. })
     ));
 }
+
+#[test]
+fn documented_example_loads() {
+    let docs = include_str!("../src/topology/mod.rs");
+    let json: String = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("//! ```json"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("//! ```"))
+        .map(|l| l.trim_start_matches("//!"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(json.contains("percid-topology/1"), "example not found");
+    let t = Topology::from_json(&json).unwrap();
+    assert_eq!(t.name(), "two-cores");
+    assert_eq!(t.l3()[0].size, Some(314_572_800));
+    assert_eq!(t.cost_model(), Some(&json!({"anything": "kept as is"})));
+}
