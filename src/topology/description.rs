@@ -1,0 +1,301 @@
+//! JSON machine descriptions: loading (with typed errors) and writing. The format is documented
+//! in the [module docs](super#json-descriptions).
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use super::model::{CacheDomain, Core, Domain, DomainOrigin, TopologyParts, TopologySource};
+use super::{CpuSet, Topology, TopologyError};
+
+/// The `"format"` this version reads and writes.
+pub const FORMAT: &str = "percid-topology/1";
+
+/// Top-level fields of a description, in the order [`Topology::to_json`] writes them.
+const FIELDS: &[&str] = &[
+    "format",
+    "name",
+    "note",
+    "possible",
+    "online",
+    "packages",
+    "nodes",
+    "cores",
+    "l1d",
+    "l2",
+    "l3",
+    "cost_model",
+];
+
+/// Rejects keys of `obj` that are not in `known`; `prefix` is the object's own path.
+fn check_keys(obj: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), TopologyError> {
+    match obj.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(TopologyError::UnknownField {
+            field: format!("{prefix}{k}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn missing(field: impl Into<String>) -> TopologyError {
+    TopologyError::MissingField {
+        field: field.into(),
+    }
+}
+
+fn wrong(field: impl Into<String>, expected: &'static str) -> TopologyError {
+    TopologyError::WrongType {
+        field: field.into(),
+        expected,
+    }
+}
+
+/// The string at `v`, named `field`.
+fn as_str<'v>(v: &'v Value, field: &str) -> Result<&'v str, TopologyError> {
+    v.as_str().ok_or_else(|| wrong(field, "a string"))
+}
+
+/// The CPU list at `v`, named `field`.
+fn as_cpus(v: &Value, field: &str) -> Result<CpuSet, TopologyError> {
+    CpuSet::parse(as_str(v, field)?).map_err(|source| TopologyError::BadCpuList {
+        context: field.to_string(),
+        source,
+    })
+}
+
+/// A non-negative integer at `v`, named `field`.
+fn as_u64(v: &Value, field: &str) -> Result<u64, TopologyError> {
+    v.as_u64()
+        .ok_or_else(|| wrong(field, "a non-negative integer"))
+}
+
+/// The array at `v`, named `field`.
+fn as_array<'v>(v: &'v Value, field: &str) -> Result<&'v Vec<Value>, TopologyError> {
+    v.as_array().ok_or_else(|| wrong(field, "an array"))
+}
+
+/// The object at `v`, named `field`.
+fn as_object<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, TopologyError> {
+    v.as_object().ok_or_else(|| wrong(field, "an object"))
+}
+
+/// A list of cache domains (`l1d`, `l2`, `l3`).
+fn cache_list(v: &Value, kind: &str) -> Result<Vec<CacheDomain>, TopologyError> {
+    as_array(v, kind)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at = format!("{kind}[{i}]");
+            let obj = as_object(d, &at)?;
+            check_keys(obj, &["cpus", "size", "origin"], &format!("{at}."))?;
+            let cpus_at = format!("{at}.cpus");
+            let cpus = as_cpus(obj.get("cpus").ok_or_else(|| missing(&cpus_at))?, &cpus_at)?;
+            let size = match obj.get("size") {
+                None | Some(Value::Null) => None,
+                Some(s) => Some(as_u64(s, &format!("{at}.size"))?),
+            };
+            let origin = match obj.get("origin") {
+                None => DomainOrigin::Cache,
+                Some(o) => {
+                    let field = format!("{at}.origin");
+                    DomainOrigin::from_name(as_str(o, &field)?).ok_or_else(|| {
+                        wrong(field, "one of cache, die, package, core, synthetic")
+                    })?
+                }
+            };
+            Ok(CacheDomain { size, cpus, origin })
+        })
+        .collect()
+}
+
+/// A list of packages or nodes.
+fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, TopologyError> {
+    as_array(v, kind)?
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let at = format!("{kind}[{i}]");
+            let obj = as_object(d, &at)?;
+            check_keys(obj, &["id", "cpus"], &format!("{at}."))?;
+            let cpus_at = format!("{at}.cpus");
+            let cpus = as_cpus(obj.get("cpus").ok_or_else(|| missing(&cpus_at))?, &cpus_at)?;
+            let id = match obj.get("id") {
+                None => i,
+                Some(v) => usize::try_from(as_u64(v, &format!("{at}.id"))?)
+                    .map_err(|_| wrong(format!("{at}.id"), "a CPU-sized integer"))?,
+            };
+            Ok(Domain { id, cpus })
+        })
+        .collect()
+}
+
+impl Topology {
+    /// Loads a JSON description (format in the [module docs](super#json-descriptions)).
+    pub fn from_json(text: &str) -> Result<Topology, TopologyError> {
+        let value: Value = serde_json::from_str(text).map_err(TopologyError::Json)?;
+        Topology::from_json_value(&value)
+    }
+
+    /// Loads a JSON description from a file.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Topology::from_json(&text)
+    }
+
+    /// Loads a description already parsed as JSON.
+    pub fn from_json_value(value: &Value) -> Result<Topology, TopologyError> {
+        let obj = as_object(value, "(top level)")?;
+        check_keys(obj, FIELDS, "")?;
+        let get = |f: &str| obj.get(f).ok_or_else(|| missing(f));
+        let format = as_str(get("format")?, "format")?;
+        if format != FORMAT {
+            return Err(TopologyError::UnsupportedFormat {
+                found: format.to_string(),
+            });
+        }
+        let name = as_str(get("name")?, "name")?.to_string();
+        let note = obj
+            .get("note")
+            .map(|n| as_str(n, "note").map(str::to_string))
+            .transpose()?;
+        let cores: Vec<Core> = as_array(get("cores")?, "cores")?
+            .iter()
+            .enumerate()
+            .map(|(i, c)| as_cpus(c, &format!("cores[{i}]")).map(|cpus| Core { cpus }))
+            .collect::<Result<_, _>>()?;
+        let in_cores = cores
+            .iter()
+            .fold(CpuSet::new(), |acc, c| acc.union(&c.cpus));
+        let online = match obj.get("online") {
+            Some(v) => as_cpus(v, "online")?,
+            None => in_cores,
+        };
+        let possible = match obj.get("possible") {
+            Some(v) => as_cpus(v, "possible")?,
+            None => online.clone(),
+        };
+        let l3 = cache_list(get("l3")?, "l3")?;
+        let l2 = match obj.get("l2") {
+            Some(v) => cache_list(v, "l2")?,
+            None => cores
+                .iter()
+                .map(|c| CacheDomain {
+                    size: None,
+                    cpus: c.cpus.clone(),
+                    origin: DomainOrigin::Core,
+                })
+                .collect(),
+        };
+        let l1d = match obj.get("l1d") {
+            Some(v) => cache_list(v, "l1d")?,
+            None => Vec::new(),
+        };
+        let packages = domain_list(get("packages")?, "packages")?;
+        let nodes = match obj.get("nodes") {
+            Some(v) => domain_list(v, "nodes")?,
+            None => vec![Domain {
+                id: 0,
+                cpus: online.clone(),
+            }],
+        };
+        let cost_model = match obj.get("cost_model") {
+            None | Some(Value::Null) => None,
+            Some(v @ Value::Object(_)) => Some(v.clone()),
+            Some(_) => return Err(wrong("cost_model", "an object")),
+        };
+        Topology::from_parts(
+            TopologyParts {
+                name,
+                note,
+                possible,
+                online,
+                cores,
+                l1d,
+                l2,
+                l3,
+                packages,
+                nodes,
+                cost_model,
+            },
+            TopologySource::Description,
+        )
+    }
+
+    /// The description of this topology as JSON (all fields written out; the allowed CPUs and
+    /// the source are not part of it). It loads back with [`from_json`](Self::from_json).
+    pub fn to_json_value(&self) -> Value {
+        let caches = |list: &[CacheDomain]| -> Value {
+            list.iter()
+                .map(|d| {
+                    json!({
+                        "cpus": d.cpus.to_string(),
+                        "size": d.size,
+                        "origin": d.origin.as_str(),
+                    })
+                })
+                .collect()
+        };
+        let domains = |list: &[Domain]| -> Value {
+            list.iter()
+                .map(|d| json!({ "id": d.id, "cpus": d.cpus.to_string() }))
+                .collect()
+        };
+        let mut obj = Map::new();
+        obj.insert("format".into(), FORMAT.into());
+        obj.insert("name".into(), self.name.clone().into());
+        if let Some(note) = &self.note {
+            obj.insert("note".into(), note.clone().into());
+        }
+        obj.insert("possible".into(), self.possible.to_string().into());
+        obj.insert("online".into(), self.online.to_string().into());
+        obj.insert("packages".into(), domains(&self.packages));
+        obj.insert("nodes".into(), domains(&self.nodes));
+        obj.insert(
+            "cores".into(),
+            self.cores
+                .iter()
+                .map(|c| Value::from(c.cpus.to_string()))
+                .collect(),
+        );
+        obj.insert("l1d".into(), caches(&self.l1d));
+        obj.insert("l2".into(), caches(&self.l2));
+        obj.insert("l3".into(), caches(&self.l3));
+        if let Some(model) = &self.cost_model {
+            obj.insert("cost_model".into(), model.clone());
+        }
+        Value::Object(obj)
+    }
+
+    /// [`to_json_value`](Self::to_json_value) as text for people: fields in the documented
+    /// order, one domain per line.
+    pub fn to_json(&self) -> String {
+        let value = self.to_json_value();
+        let Value::Object(obj) = value else {
+            return String::new();
+        };
+        // `Value`'s `Display` is compact JSON and cannot fail.
+        let fields: Vec<String> = FIELDS
+            .iter()
+            .filter_map(|&key| obj.get(key).map(|v| (key, v)))
+            .map(|(key, v)| {
+                let body = match v {
+                    Value::Array(items) if !items.is_empty() => {
+                        let lines: Vec<String> =
+                            items.iter().map(|item| format!("    {item}")).collect();
+                        format!("[\n{}\n  ]", lines.join(",\n"))
+                    }
+                    Value::Object(_) => serde_json::to_string_pretty(v)
+                        .unwrap_or_default()
+                        .replace('\n', "\n  "),
+                    other => other.to_string(),
+                };
+                format!("  \"{key}\": {body}")
+            })
+            .collect();
+        format!("{{\n{}\n}}", fields.join(",\n"))
+    }
+}
