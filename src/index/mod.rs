@@ -1,1 +1,3 @@
 //! (placeholder: being written)
+
+pub mod user_cid;
