@@ -1,0 +1,45 @@
+//! The real front's clock and CPU number.
+
+/// Nanoseconds on `CLOCK_MONOTONIC_COARSE`: a few nanoseconds to read through the vDSO, with a
+/// resolution of one scheduler tick (1-10 ms), ample for an expiry period of about 100 ms.
+/// Falls back to `CLOCK_MONOTONIC` where the coarse clock is missing.
+#[inline]
+pub(super) fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`; clock_gettime writes only into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        // SAFETY: as above.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    }
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The CPU the calling thread runs on, the one CPU source of the real front.
+///
+/// Today `sched_getcpu()` (glibc reads it from its rseq area when registered, else the vDSO
+/// `getcpu`); the rseq `cpu_id` will replace it. Returns 0 if the CPU cannot be read: any CPU
+/// number is correct, only locality depends on it.
+#[inline]
+pub(super) fn current_cpu() -> u32 {
+    // SAFETY: sched_getcpu takes no arguments and has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 { 0 } else { cpu as u32 }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    #[test]
+    fn clock_is_monotonic_and_cpu_is_possible() {
+        let a = super::now_ns();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let b = super::now_ns();
+        assert!(b > a, "{a} then {b}");
+        assert!((super::current_cpu() as usize) < crate::util::possible_cpu_count());
+    }
+}

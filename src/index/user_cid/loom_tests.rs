@@ -1,0 +1,207 @@
+//! Model checks of the allocation core with `loom`.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --lib index::user_cid::loom_tests`
+//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 3 preemptions per execution).
+//!
+//! Each scenario has its threads lease CIDs and increment a plain counter in the leased slot
+//! through a `loom` cell, which reports any two accesses not ordered by happens-before. So every
+//! scenario checks exclusivity (I1) and visibility (I5) in every explored interleaving, plus
+//! the assertions it states.
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use loom::thread;
+
+use super::Policy;
+use super::state::{Core, Taken};
+
+const MS: u64 = 1_000_000;
+
+struct Fixture {
+    core: Core,
+    slots: Vec<UnsafeCell<u64>>,
+}
+
+impl Fixture {
+    fn new(policy: Policy, capacity: u32, cpus: u32, threads: u32) -> Arc<Self> {
+        let core = Core::new(policy, capacity, cpus, 100 * MS);
+        for _ in 0..threads {
+            core.thread_start(0..cpus);
+        }
+        Arc::new(Fixture {
+            core,
+            slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
+        })
+    }
+
+    /// Acquire (waiting like the real front), touch the slot, return the lease.
+    fn acquire(&self, cpu: u32, now: u64) -> Taken {
+        let t = loop {
+            if let Some(t) = self.core.try_acquire(cpu, now) {
+                break t;
+            }
+            thread::yield_now();
+        };
+        self.touch(t);
+        t
+    }
+
+    fn touch(&self, t: Taken) {
+        assert!(t.cid < self.core.capacity());
+        self.slots[t.cid as usize].with_mut(|p| {
+            // SAFETY: `p` points into a live cell of `self.slots`; the lease on `t.cid` is the
+            // exclusion being checked (loom fails the model on any unordered access).
+            unsafe { *p += 1 }
+        });
+    }
+
+    fn total(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|c| {
+                c.with(|p| {
+                    // SAFETY: called after every thread was joined: no concurrent access.
+                    unsafe { *p }
+                })
+            })
+            .sum()
+    }
+
+    fn none_leased(&self) -> bool {
+        (0..self.core.capacity()).all(|k| !self.core.is_leased(k))
+    }
+}
+
+fn model<F: Fn() + Send + Sync + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// Two threads on two CPUs compete for a single CID: one waits for the other's release.
+#[test]
+fn one_cid_two_threads() {
+    for policy in [Policy::CacheLocal, Policy::Legacy] {
+        model(move || {
+            let f = Fixture::new(policy, 1, 2, 2);
+            let g = f.clone();
+            let h = thread::spawn(move || {
+                let t = g.acquire(1, 0);
+                g.core.release(t, MS);
+            });
+            let t = f.acquire(0, 0);
+            f.core.release(t, MS);
+            h.join().unwrap();
+            assert_eq!(f.total(), 2);
+            assert!(f.none_leased());
+        });
+    }
+}
+
+/// CPU 0's kept CID has expired: CPU 0 retakes it on its fast path while CPU 1's slow path
+/// may take it over as expired, concurrently; then both lease again.
+#[test]
+fn fast_path_races_expiry_takeover() {
+    for policy in [Policy::CacheLocal, Policy::Legacy] {
+        model(move || {
+            let f = Fixture::new(policy, 2, 2, 2);
+            let t = f.core.try_acquire(0, 0).unwrap();
+            assert_eq!((t.cid, t.touch), (0, 0));
+            f.core.release(t, 0);
+            let g = f.clone();
+            let h = thread::spawn(move || {
+                let t = g.acquire(1, 200 * MS);
+                g.core.release(t, 200 * MS);
+                let t = g.acquire(1, 200 * MS);
+                g.core.release(t, 200 * MS);
+            });
+            let t = f.acquire(0, 200 * MS);
+            f.core.release(t, 200 * MS);
+            h.join().unwrap();
+            assert_eq!(f.total(), 3);
+            assert!(f.none_leased());
+            // Whatever happened, CPU 0 keeps a CID or got its old one taken over by CPU 1.
+            let k0 = f.core.kept_cid(0, 200 * MS);
+            let k1 = f.core.kept_cid(1, 200 * MS);
+            assert!(k1.is_some());
+            assert_ne!(k0, k1);
+        });
+    }
+}
+
+/// An exact lease competes with a fast path and a slow path for the same CID.
+#[test]
+fn exact_lease_races_acquire() {
+    model(|| {
+        let f = Fixture::new(Policy::Legacy, 2, 2, 2);
+        let t = f.core.try_acquire(0, 0).unwrap();
+        f.core.release(t, 0);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            if let Some(t) = g.core.try_acquire_exact(0) {
+                assert_eq!(t.touch, super::state::NONE);
+                g.touch(t);
+                g.core.release(t, 0);
+            }
+        });
+        let a = f.acquire(0, MS);
+        let b = f.acquire(1, MS);
+        assert_ne!(a.cid, b.cid);
+        f.core.release(b, MS);
+        f.core.release(a, MS);
+        h.join().unwrap();
+        assert!(f.total() >= 2);
+        assert!(f.none_leased());
+    });
+}
+
+/// `CacheLocal` expansion from two CPUs at once: each gets a distinct never-used ID, whatever
+/// the interleaving (even if one finishes before the other starts), and `max_nr_cid` is 2.
+#[test]
+fn concurrent_expansion() {
+    model(|| {
+        let f = Fixture::new(Policy::CacheLocal, 3, 3, 2);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            let t = g.acquire(1, 0);
+            g.core.release(t, 0);
+            t.cid
+        });
+        let t = f.acquire(0, 0);
+        f.core.release(t, 0);
+        let other = h.join().unwrap();
+        let mut ids = [t.cid, other];
+        ids.sort();
+        assert_eq!(ids, [0, 1]);
+        assert_eq!(f.core.max_nr_cid(), 2);
+        assert!(f.none_leased());
+    });
+}
+
+/// Two threads on the same CPU (one preempted while holding): one lease is of the CPU's kept
+/// CID, the other transient; afterwards the CPU keeps exactly the CID its hint names.
+#[test]
+fn two_threads_one_cpu() {
+    for policy in [Policy::CacheLocal, Policy::Legacy] {
+        model(move || {
+            let f = Fixture::new(policy, 2, 1, 2);
+            let g = f.clone();
+            let h = thread::spawn(move || {
+                let t = g.acquire(0, 0);
+                g.core.release(t, MS);
+                t
+            });
+            let a = f.acquire(0, 0);
+            f.core.release(a, MS);
+            let b = h.join().unwrap();
+            assert_eq!(f.total(), 2);
+            assert!(f.none_leased());
+            // The CPU keeps one CID, one of those handed out, and whoever touched it used it.
+            let kept = f.core.kept_cid(0, MS).expect("CPU 0 keeps a CID");
+            assert!(kept == a.cid || kept == b.cid);
+            assert!(a.touch == 0 || b.touch == 0);
+        });
+    }
+}
