@@ -23,6 +23,8 @@ struct Shape {
     l1d: u64,
     l2: u64,
     l3: u64,
+    /// The burst benchmark's cost model (`percid::burst::CostModel`), kept as an opaque object.
+    cost_model: fn() -> serde_json::Value,
 }
 
 impl Shape {
@@ -75,7 +77,7 @@ impl Shape {
                 nodes: packages.clone(),
                 packages,
                 cores,
-                cost_model: None,
+                cost_model: Some((self.cost_model)()),
             },
             TopologySource::Description,
         )
@@ -96,6 +98,7 @@ const EPYC_9654: Shape = Shape {
     l1d: 32 * KIB,
     l2: MIB,
     l3: 32 * MIB,
+    cost_model: epyc_9654_cost_model,
 };
 
 const XEON_E_2388G: Shape = Shape {
@@ -111,7 +114,91 @@ const XEON_E_2388G: Shape = Shape {
     l1d: 48 * KIB,
     l2: 512 * KIB,
     l3: 16 * MIB,
+    cost_model: xeon_e_2388g_cost_model,
 };
+
+/// The burst cost model of the EPYC 9654 (see `percid::burst`, "The simulator and its cost
+/// model"): latencies from public Zen 4 / Genoa figures; `core_ns_per_line`,
+/// `long_idle_clock_factor` and `remote_modified_overlap` calibrated on the published `8c-1l3`
+/// row (three of its six cells), `long_idle_ms` bounded by it.
+fn epyc_9654_cost_model() -> serde_json::Value {
+    serde_json::json!({
+        "format": "percid-burst-cost/1",
+        "line_bytes": 64,
+        "pass_overhead_ns": 20.0,
+        "core_ns_per_line": 2.5,
+        "latency_ns": {
+            "l1": 1.2,
+            "l2": 3.8,
+            "l3": 13.5,
+            "same_l3_core": 19.0,
+            "cross_l3": 110.0,
+            "cross_socket": 210.0,
+            "dram": 115.0
+        },
+        "stream_overlap": 8.0,
+        "remote_modified_transactions": 2.0,
+        "remote_modified_overlap": REMOTE_OVERLAP,
+        "long_idle_ms": 500.0,
+        "long_idle_clock_factor": 0.42,
+        "sources": {
+            "line_bytes": "x86-64 cache line",
+            "pass_overhead_ns": "two vDSO clock_gettime reads (~10 ns each) around the loop",
+            "core_ns_per_line": "calibrated: published 8c-1l3 cpu_id at 10 ms, 662 ns = 20 + 256 x 2.5",
+            "latency_ns.l1": "Zen 4 L1d load-to-use 4-5 cycles at ~3.7 GHz",
+            "latency_ns.l2": "Zen 4 L2 load-to-use 14 cycles at ~3.7 GHz",
+            "latency_ns.l3": "Zen 4 L3 ~50 cycles at ~3.7 GHz (public Genoa measurements: 12-15 ns)",
+            "latency_ns.same_l3_core": "Zen 4 core-to-core latency within a CCX, 15-19 ns (public core-to-core tests)",
+            "latency_ns.cross_l3": "EPYC Genoa cross-CCD transfer through the I/O die, ~100-150 ns",
+            "latency_ns.cross_socket": "2-socket Genoa cross-socket transfer, ~200+ ns",
+            "latency_ns.dram": "Genoa local DRAM latency, ~100-120 ns (NPS1)",
+            "stream_overlap": "assumption: 8 lines in flight for a prefetched read-modify-write stream (Zen 4 tracks 24 L1 / 64 L2 misses)",
+            "remote_modified_transactions": "MOESI: a read (the owner keeps an Owned copy) then an ownership upgrade",
+            "remote_modified_overlap": "calibrated: published 8c-1l3 legacy mm_cid at 200 ms, 19289 ns",
+            "long_idle_ms": "bounded by the published row: > 200 ms (legacy at 200 ms still finds lines in the previous core's L2), <= 1600 ms (cpu_id at 200 ms, idle 8 x 200 ms, is slow); taken in between",
+            "long_idle_clock_factor": "calibrated: published 8c-1l3 cpu_id at 200 ms, 1374 ns"
+        }
+    })
+}
+
+/// The burst cost model of the Xeon E-2388G: public latencies of the part; the core and
+/// coherence-overlap parameters are the EPYC calibration, not measured on this machine.
+fn xeon_e_2388g_cost_model() -> serde_json::Value {
+    serde_json::json!({
+        "format": "percid-burst-cost/1",
+        "line_bytes": 64,
+        "pass_overhead_ns": 20.0,
+        "core_ns_per_line": 2.5,
+        "latency_ns": {
+            "l1": 1.0,
+            "l2": 3.1,
+            "l3": 11.0,
+            "same_l3_core": 35.0,
+            "cross_l3": 35.0,
+            "cross_socket": 35.0,
+            "dram": 85.0
+        },
+        "stream_overlap": 8.0,
+        "remote_modified_transactions": 2.0,
+        "remote_modified_overlap": REMOTE_OVERLAP,
+        "long_idle_ms": 500.0,
+        "long_idle_clock_factor": 0.42,
+        "sources": {
+            "latency_ns.l1": "Cypress Cove L1d 5 cycles at ~5 GHz",
+            "latency_ns.l2": "Cypress Cove L2 13 cycles at ~4.5 GHz",
+            "latency_ns.l3": "Rocket Lake ring L3, ~45-50 cycles (~11 ns)",
+            "latency_ns.same_l3_core": "client ring core-to-core latency, ~30-40 ns (public core-to-core tests); one L3, so the cross_* figures are unused",
+            "latency_ns.dram": "DDR4-3200 client latency, ~80-90 ns",
+            "core_ns_per_line": "not measured on this part: the EPYC 9654 calibration",
+            "remote_modified_overlap": "not measured on this part: the EPYC 9654 calibration",
+            "long_idle_ms": "not measured on this part: the EPYC 9654 bound",
+            "long_idle_clock_factor": "not measured on this part: the EPYC 9654 calibration"
+        }
+    })
+}
+
+/// See `remote_modified_overlap` in the cost models above.
+const REMOTE_OVERLAP: f64 = 0.41;
 
 impl Topology {
     /// A built-in description by name (see [`PRESETS`]):

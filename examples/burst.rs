@@ -1,0 +1,11 @@
+//! The intermittent-burst locality benchmark (see `docs/burst.md` and `percid::burst`).
+//!
+//! ```text
+//! cargo run --release --example burst -- --help
+//! cargo run --release --example burst -- --index cpu,mmcid,user-legacy,user-local --delay 200ms
+//! cargo run --release --example burst -- --simulate epyc-9654 --json epyc.json --svg epyc.svg
+//! ```
+
+fn main() {
+    std::process::exit(percid::burst::cli_main(std::env::args_os().skip(1)));
+}
