@@ -173,7 +173,7 @@ pub fn run_real(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(BurstError::ThreadPanicked)))
+            .map(|h| h.join().unwrap_or(Err(BurstError::ThreadPanicked)))
             .collect()
     });
     let mut records = Vec::new();

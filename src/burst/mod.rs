@@ -349,7 +349,10 @@ pub fn load_topology(target: &Target) -> Result<Topology, BurstError> {
 }
 
 /// The configurations `options` asks for on `topology`.
-pub fn select_configs(topology: &Topology, options: &Options) -> Result<Vec<RunConfig>, BurstError> {
+pub fn select_configs(
+    topology: &Topology,
+    options: &Options,
+) -> Result<Vec<RunConfig>, BurstError> {
     let configs = if let Some(set) = &options.cpus {
         let usable = topology.allowed();
         if !set.is_subset(usable) {
@@ -571,7 +574,7 @@ where
             print!("{USAGE}");
             return 0;
         }
-        Ok(Command::Run(o)) => o,
+        Ok(Command::Run(o)) => *o,
         Err(e) => {
             eprintln!("burst: {e}");
             eprintln!("usage: burst [OPTIONS]; see --help");

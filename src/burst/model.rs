@@ -147,7 +147,9 @@ impl CostModel {
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
-                return Err(ModelError::Invalid(format!("{name} must be positive, got {v}")));
+                return Err(ModelError::Invalid(format!(
+                    "{name} must be positive, got {v}"
+                )));
             }
         }
         if !(self.pass_overhead_ns.is_finite() && self.pass_overhead_ns >= 0.0) {
@@ -280,15 +282,16 @@ impl<'a> Simulation<'a> {
             line_state: vec![None; nr_cpus * lines],
             cores: vec![CoreState::default(); topology.cores().len()],
             tracker: SlotTracker::new(),
-            allocator: policy.map(|p| {
-                DeterministicAllocator::new(DeterministicConfig::new(p, nr_cpus as u32))
-            }),
+            allocator: policy
+                .map(|p| DeterministicAllocator::new(DeterministicConfig::new(p, nr_cpus as u32))),
             started: vec![false; cpus.len()],
         }
     }
 
     fn core(&self, cpu: usize) -> usize {
-        self.topology.core_of(cpu).expect("configuration CPUs are online")
+        self.topology
+            .core_of(cpu)
+            .expect("configuration CPUs are online")
     }
 
     /// Whether `core` flushed its private caches after `since` (by `now`).
@@ -370,7 +373,10 @@ impl<'a> Simulation<'a> {
     /// A warm pass: own lines in L1, core busy.
     fn hot_pass_ns(&self) -> f64 {
         self.model.pass_overhead_ns
-            + self.lines as f64 * self.model.line_ns(LineSource::OwnL1, self.model.core_ns_per_line)
+            + self.lines as f64
+                * self
+                    .model
+                    .line_ns(LineSource::OwnL1, self.model.core_ns_per_line)
     }
 
     fn write(&mut self, cpu: usize, slot: usize, end: u64) {
@@ -394,7 +400,11 @@ impl<'a> Simulation<'a> {
                     self.started[thread] = true;
                 }
                 let cid = a
-                    .acquire_at(thread as u32, cpu as u32, std::time::Duration::from_nanos(now))
+                    .acquire_at(
+                        thread as u32,
+                        cpu as u32,
+                        std::time::Duration::from_nanos(now),
+                    )
                     .ok_or(BurstError::SlotOutOfRange {
                         slot: usize::MAX,
                         slots: a.capacity() as usize,

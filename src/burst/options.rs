@@ -83,7 +83,7 @@ impl Default for Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run the benchmark with these options.
-    Run(Options),
+    Run(Box<Options>),
     /// Print [`USAGE`] and exit successfully.
     Help,
 }
@@ -296,7 +296,8 @@ impl Options {
                     configs_given = true;
                 }
                 "--cpus" => {
-                    let set = CpuSet::parse(&value).map_err(|e| bad(option, &value, e.to_string()))?;
+                    let set =
+                        CpuSet::parse(&value).map_err(|e| bad(option, &value, e.to_string()))?;
                     if set.is_empty() {
                         return Err(bad(option, &value, "empty CPU set"));
                     }
@@ -322,7 +323,11 @@ impl Options {
                 "--item-size" => {
                     let n = parse_size(&value).map_err(|r| bad(option, &value, r))?;
                     if n == 0 || n > MAX_ITEM_SIZE {
-                        return Err(bad(option, &value, "must be 1 byte to 64KiB (the pool stride)"));
+                        return Err(bad(
+                            option,
+                            &value,
+                            "must be 1 byte to 64KiB (the pool stride)",
+                        ));
                     }
                     o.item_size = n;
                 }
@@ -353,6 +358,6 @@ impl Options {
             (None, Some(f)) => Target::Describe(f),
             (None, None) => Target::Real,
         };
-        Ok(Command::Run(o))
+        Ok(Command::Run(Box::new(o)))
     }
 }

@@ -222,11 +222,7 @@ impl Report {
                 let _ = write!(line, "|");
                 for i in &indices {
                     let cell = match self.find(c, *d, i) {
-                        Some(r) => format!(
-                            "{:.0} ±{:.0}%",
-                            r.ns_per_pass,
-                            spread_percent(&r.runs)
-                        ),
+                        Some(r) => format!("{:.0} ±{:.0}%", r.ns_per_pass, spread_percent(&r.runs)),
                         None => "-".to_string(),
                     };
                     let _ = write!(line, "{cell:>cell_w$}");
@@ -264,10 +260,9 @@ impl Report {
                 let _ = write!(line, "|");
                 for i in &indices {
                     let cell = match self.find(c, *d, i) {
-                        Some(r) => format!(
-                            "{}/{}, {}",
-                            r.slot_migrations, r.passes, r.distinct_slots
-                        ),
+                        Some(r) => {
+                            format!("{}/{}, {}", r.slot_migrations, r.passes, r.distinct_slots)
+                        }
                         None => "-".to_string(),
                     };
                     let _ = write!(line, "{cell:>20}");
@@ -383,7 +378,9 @@ impl Report {
                 .draw_series(bars)
                 .map_err(|e| err(&e))?
                 .label(idx.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
         }
         chart
             .configure_series_labels()
