@@ -1,0 +1,322 @@
+//! The `mmap` layer of a [`Pool`](super::Pool): one [`Range`] is one reservation of
+//! `nr_slots * stride` bytes, aligned to `stride`, plus (in [`Populate::CowInit`] mode) the
+//! shared *init image* of one stride.
+//!
+//! See the pool's module docs for the layout; this file holds every system call and every
+//! raw access to slot memory of the pool.
+
+use std::io;
+use std::ptr::{self, NonNull};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::Populate;
+
+/// Incremented in the parent and in the child by a `pthread_atfork` handler, so a range can
+/// tell whether a `fork` happened since it was created (see the fork rule in the pool docs).
+static FORK_GEN: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork() {
+    // An atomic increment is async-signal-safe, as an atfork handler must be.
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
+}
+
+fn register_fork_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handlers are `extern "C" fn()` without preconditions that live for the
+        // whole program; pthread_atfork only records them.
+        let rc = unsafe { libc::pthread_atfork(None, Some(after_fork), Some(after_fork)) };
+        // Without the handler the fork rule cannot be enforced: refuse to go on silently.
+        assert_eq!(rc, 0, "pthread_atfork failed: {rc}");
+    });
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if v > 0 { v as usize } else { 4096 }
+    })
+}
+
+fn last_error(op: &'static str) -> super::PoolError {
+    super::PoolError::Mmap {
+        op,
+        source: io::Error::last_os_error(),
+    }
+}
+
+/// One reservation of `nr_slots * stride` bytes.
+///
+/// Invariants: `base` is aligned to `stride` and `[base, base + len)` is mapped read-write
+/// for the lifetime of the value (private anonymous in `CowZero`, one private mapping of the
+/// memfd per slot in `CowInit`); `image`, when present, maps `stride` bytes of that memfd
+/// shared and read-write. `Drop` unmaps both.
+#[derive(Debug)]
+pub(crate) struct Range {
+    base: NonNull<u8>,
+    len: usize,
+    stride: usize,
+    nr_slots: usize,
+    image: Option<NonNull<u8>>,
+    fork_gen: u64,
+}
+
+// SAFETY: a Range is a description of process-wide mappings (addresses and lengths); nothing
+// in it is tied to a thread. Accesses to the memory are synchronised by the pool's lock.
+unsafe impl Send for Range {}
+// SAFETY: as above; `&Range` only reads the immutable fields.
+unsafe impl Sync for Range {}
+
+impl Range {
+    /// Maps a new range. `nr_slots * stride` must not overflow (checked by the config).
+    pub(crate) fn new(
+        nr_slots: usize,
+        stride: usize,
+        populate: Populate,
+    ) -> Result<Range, super::PoolError> {
+        let len = nr_slots * stride;
+        if populate == Populate::CowInit {
+            register_fork_handler();
+        }
+        let fork_gen = FORK_GEN.load(Ordering::Relaxed);
+        let prot = match populate {
+            Populate::CowZero => libc::PROT_READ | libc::PROT_WRITE,
+            Populate::CowInit => libc::PROT_NONE,
+        };
+        // Reserve one extra stride so the base can be aligned to the stride.
+        let over = len + stride;
+        // SAFETY: a fresh anonymous mapping at an address chosen by the kernel; it overlaps
+        // nothing we own.
+        let raw = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                over,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(last_error("mmap reservation"));
+        }
+        let raw_addr = raw as usize;
+        let aligned = raw_addr.next_multiple_of(stride);
+        let head = aligned - raw_addr;
+        let tail = over - head - len;
+        // SAFETY: [raw, raw+head) and [aligned+len, raw+over) are the parts of the mapping we
+        // just made that lie outside the aligned range; nothing refers to them.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if tail > 0 {
+                libc::munmap((aligned + len) as *mut libc::c_void, tail);
+            }
+        }
+        let base = NonNull::new(aligned as *mut u8).expect("mmap never returns address 0");
+        // From here on `range` owns [base, base+len) and unmaps it on drop (also on error).
+        let mut range = Range {
+            base,
+            len,
+            stride,
+            nr_slots,
+            image: None,
+            fork_gen,
+        };
+        if populate == Populate::CowInit {
+            range.map_cow_init()?;
+        }
+        if stride < 2 << 20 {
+            // A transparent huge page would populate 2 MiB (many slots) on one touch. Best
+            // effort: EINVAL without THP support is fine.
+            // SAFETY: advice on our own mapping; it does not change its contents.
+            unsafe {
+                libc::madvise(base.as_ptr().cast(), len, libc::MADV_NOHUGEPAGE);
+            }
+        }
+        Ok(range)
+    }
+
+    /// `CowInit`: creates the memfd holding the init image, maps it shared once (the image)
+    /// and privately over every slot of the reservation.
+    fn map_cow_init(&mut self) -> Result<(), super::PoolError> {
+        // SAFETY: the name is a NUL-terminated literal.
+        let fd = unsafe { libc::memfd_create(c"percid-pool".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_error("memfd_create"));
+        }
+        let result = (|| {
+            // SAFETY: fd is the memfd we just created.
+            if unsafe { libc::ftruncate(fd, self.stride as libc::off_t) } != 0 {
+                return Err(last_error("ftruncate"));
+            }
+            // SAFETY: fresh shared mapping of our memfd at a kernel-chosen address.
+            let img = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    self.stride,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                )
+            };
+            if img == libc::MAP_FAILED {
+                return Err(last_error("mmap init image"));
+            }
+            self.image = Some(NonNull::new(img.cast()).expect("mmap never returns address 0"));
+            for s in 0..self.nr_slots {
+                let at = self.slot(s);
+                // SAFETY: [at, at+stride) lies inside the reservation this Range owns, so
+                // MAP_FIXED replaces only our own PROT_NONE reservation.
+                let p = unsafe {
+                    libc::mmap(
+                        at.cast(),
+                        self.stride,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                        fd,
+                        0,
+                    )
+                };
+                if p == libc::MAP_FAILED {
+                    return Err(last_error("mmap slot"));
+                }
+            }
+            Ok(())
+        })();
+        // SAFETY: fd is ours; the mappings keep the file alive without it.
+        unsafe { libc::close(fd) };
+        result
+    }
+
+    /// Start of the reservation (slot 0, offset 0).
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
+    }
+
+    /// Length of the reservation in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the address lies in slot 0 of this range; then returns its offset.
+    pub(crate) fn offset_of(&self, addr: usize) -> Option<Result<usize, ()>> {
+        let b = self.base.as_ptr() as usize;
+        if addr < b || addr >= b + self.len {
+            None
+        } else if addr < b + self.stride {
+            Some(Ok(addr - b))
+        } else {
+            Some(Err(()))
+        }
+    }
+
+    /// Whether a `fork` happened since this range was created.
+    pub(crate) fn forked(&self) -> bool {
+        FORK_GEN.load(Ordering::Relaxed) != self.fork_gen
+    }
+
+    fn slot(&self, s: usize) -> *mut u8 {
+        debug_assert!(s < self.nr_slots);
+        // In bounds of the reservation: s < nr_slots.
+        self.base.as_ptr().wrapping_add(s * self.stride)
+    }
+
+    /// Makes `[offset, offset + pattern.len())` hold `pattern` in every slot, writing only
+    /// where the slot differs (so untouched slots stay unpopulated whenever they already read
+    /// `pattern`). In `CowInit` the init image is written first, so untouched slots read the
+    /// pattern through it.
+    ///
+    /// # Safety
+    /// The bytes must lie within `[0, stride)` and belong to a block nobody else accesses
+    /// (the caller holds the pool lock and the block is not handed out), and the range must
+    /// not be forked if it has an image.
+    pub(crate) unsafe fn fill(&self, offset: usize, pattern: &[u8]) {
+        debug_assert!(offset + pattern.len() <= self.stride);
+        let n = pattern.len();
+        if let Some(img) = self.image {
+            // SAFETY: [offset, offset+n) is inside the image mapping (stride bytes), and the
+            // block is exclusively ours (contract).
+            unsafe { ptr::copy_nonoverlapping(pattern.as_ptr(), img.as_ptr().add(offset), n) };
+        }
+        for s in 0..self.nr_slots {
+            // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
+            // memory is mapped read-write and initialised (zero, image or earlier writes).
+            unsafe {
+                let p = self.slot(s).add(offset);
+                if std::slice::from_raw_parts(p, n) != pattern {
+                    ptr::copy_nonoverlapping(pattern.as_ptr(), p, n);
+                }
+            }
+        }
+    }
+
+    /// Writes `poison` over `[offset, offset + len)` in every *populated* slot: slots that
+    /// read as untouched (all zero in `CowZero`; in `CowInit` the image is poisoned first, so
+    /// untouched slots already read poison) are skipped, so no page is populated.
+    ///
+    /// # Safety
+    /// As for [`fill`](Self::fill).
+    pub(crate) unsafe fn poison(&self, offset: usize, len: usize, poison: u8) {
+        if self.image.is_some() {
+            // SAFETY: forwarded contract.
+            unsafe { self.fill(offset, &vec![poison; len]) };
+            return;
+        }
+        for s in 0..self.nr_slots {
+            // SAFETY: inside slot s of our reservation, exclusively ours (contract).
+            unsafe {
+                let p = self.slot(s).add(offset);
+                let bytes = std::slice::from_raw_parts(p, len);
+                if bytes.iter().any(|&b| b != 0) {
+                    ptr::write_bytes(p, poison, len);
+                }
+            }
+        }
+    }
+
+    /// Checks a poisoned block before reuse: every slot must read all `poison` (or, in
+    /// `CowZero`, all zero: a slot that was never populated). Returns the first slot and byte
+    /// offset within the item that differ.
+    ///
+    /// # Safety
+    /// As for [`fill`](Self::fill) (reading only).
+    pub(crate) unsafe fn check_poison(
+        &self,
+        offset: usize,
+        len: usize,
+        poison: u8,
+    ) -> Option<(usize, usize)> {
+        let zero_ok = self.image.is_none();
+        for s in 0..self.nr_slots {
+            // SAFETY: inside slot s of our reservation, exclusively ours (contract).
+            let bytes = unsafe { std::slice::from_raw_parts(self.slot(s).add(offset), len) };
+            if let Some(i) = bytes.iter().position(|&b| b != poison) {
+                if zero_ok && bytes.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                return Some((s, i));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Range {
+    fn drop(&mut self) {
+        // SAFETY: we own both mappings (type invariant); the pool is being dropped, so no
+        // handle refers to them any more.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+            if let Some(img) = self.image {
+                libc::munmap(img.as_ptr().cast(), self.stride);
+            }
+        }
+    }
+}
