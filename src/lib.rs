@@ -47,6 +47,7 @@ pub mod pool;
 pub mod rseq;
 pub mod topology;
 
+pub(crate) mod remote;
 pub(crate) mod util;
 
 pub use counter::Counter;

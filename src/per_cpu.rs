@@ -35,6 +35,8 @@ use std::sync::atomic::{
     AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
 };
 
+use crate::index::Resolved;
+use crate::ops::Current;
 use crate::pool::{Pool, PoolError};
 
 /// Types that may be placed in pool slots by byte copy.
@@ -267,5 +269,34 @@ mod tests {
         let s2 = p.slot_ptr(2).unwrap().as_ptr() as usize;
         assert_eq!(s2 - s0, 2 * pool.stride());
         assert!(p.slot_ptr(3).is_none());
+    }
+}
+
+impl<T: SlotSafe> PerCpu<T> {
+    /// Enters the calling thread's current slot under `index` (see
+    /// [`Resolved::enter`](crate::index::Resolved::enter)): the [`Current`] to operate with
+    /// and the slot's value. `None` when the thread's index is beyond the slots (or it has
+    /// no rseq registration on an rseq-resolved index): use a shared fallback then.
+    ///
+    /// ```
+    /// use percid::ops::Outcome;
+    /// use percid::per_cpu::PerCpu;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let hits = PerCpu::new(AtomicU64::new(0)).unwrap();
+    /// let index = percid::Index::default().resolve();
+    /// loop {
+    ///     let Some((current, slot)) = hits.enter(index) else { break };
+    ///     if current.add(slot, 1) == Outcome::Committed {
+    ///         break;
+    ///     }
+    /// }
+    /// assert!(hits.iter().map(|h| h.load(Ordering::Relaxed)).sum::<u64>() <= 1);
+    /// ```
+    #[inline]
+    pub fn enter(&self, index: Resolved) -> Option<(Current<'static>, &T)> {
+        let current = index.enter(self.nr_slots)?;
+        let slot = self.get(current.index())?;
+        Some((current, slot))
     }
 }

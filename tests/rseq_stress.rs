@@ -170,7 +170,7 @@ fn pop(mode: IndexMode, heads: &[AtomicPtr<u8>]) -> Option<*mut Node> {
         let s = index(mode, heads.len());
         // SAFETY: as in stress_add; every node in the lists is a live `Node` whose first field
         // is the `next` pointer.
-        let (r, node) = unsafe { ops::list_pop(mode, s as u32, heads[s].as_ptr(), 0) };
+        let (r, node) = unsafe { ops::list_pop(mode, s as u32, heads[s].as_ptr(), 0, 0) };
         match r {
             Outcome::Committed => return Some(node as *mut Node),
             Outcome::CompareFailed => return None,
