@@ -513,6 +513,10 @@ impl Pool {
 
     /// Allocates an item of `size` bytes aligned to at least `align` (a power of two), whose
     /// first `init.len() <= size` bytes read `init` in every slot and the rest zero.
+    ///
+    /// # Panics
+    /// If `align` is not a power of two or `init` is longer than `size` (caller bugs, not
+    /// pool conditions).
     pub fn alloc_with(
         &self,
         size: usize,
