@@ -61,7 +61,11 @@ fn alloc_free_reuse_zeroes_every_slot() {
         let c = p.alloc(16).unwrap();
         assert_eq!(c, a, "LIFO reuse of the freed item");
         for s in 0..4 {
-            assert_eq!(read(&p, c, s, 16), vec![0; 16], "{mode:?} slot {s} re-zeroed");
+            assert_eq!(
+                read(&p, c, s, 16),
+                vec![0; 16],
+                "{mode:?} slot {s} re-zeroed"
+            );
         }
     }
 }
@@ -95,7 +99,11 @@ fn size_classes_round_to_powers_of_two_and_align() {
     for size in [1usize, 3, 8, 9, 24, 100, 500, 4000, 3, 70] {
         let it = p.alloc(size).unwrap();
         let class = p.size_class(size, 1).unwrap();
-        assert_eq!(it.as_ptr() as usize % class, 0, "size {size} aligned to {class}");
+        assert_eq!(
+            it.as_ptr() as usize % class,
+            0,
+            "size {size} aligned to {class}"
+        );
         items.push((it.as_ptr() as usize, class));
     }
     items.sort();
@@ -113,7 +121,10 @@ fn bad_configurations_are_typed_errors() {
     let e = Pool::new(PoolConfig::new().stride(page() / 2)).unwrap_err();
     assert!(matches!(e, PoolError::StrideTooSmall { .. }), "{e}");
     let e = Pool::new(PoolConfig::new().stride(0)).unwrap_err();
-    assert!(matches!(e, PoolError::StrideNotPowerOfTwo { stride: 0 }), "{e}");
+    assert!(
+        matches!(e, PoolError::StrideNotPowerOfTwo { stride: 0 }),
+        "{e}"
+    );
     let e = Pool::new(PoolConfig::new().slots(0)).unwrap_err();
     assert!(matches!(e, PoolError::ZeroSlots), "{e}");
     let e = Pool::new(PoolConfig::new().slots(usize::MAX / 1024)).unwrap_err();
@@ -217,12 +228,24 @@ fn robust_double_free_and_foreign_pointers() {
         // SAFETY (all frees below): the pointers are either allocated and unused, or invalid
         // on purpose; the pool checks them and must refuse without touching memory.
         unsafe {
-            assert!(matches!(p.free(heap), Err(PoolError::ForeignPointer { .. })));
-            assert!(matches!(p.free(foreign), Err(PoolError::ForeignPointer { .. })));
+            assert!(matches!(
+                p.free(heap),
+                Err(PoolError::ForeignPointer { .. })
+            ));
+            assert!(matches!(
+                p.free(foreign),
+                Err(PoolError::ForeignPointer { .. })
+            ));
             let inside = a.byte_add(8);
-            assert!(matches!(p.free(inside), Err(PoolError::ForeignPointer { .. })));
+            assert!(matches!(
+                p.free(inside),
+                Err(PoolError::ForeignPointer { .. })
+            ));
             let slot1 = p.slot_ptr(a, 1).unwrap();
-            assert!(matches!(p.free(slot1), Err(PoolError::ForeignPointer { .. })));
+            assert!(matches!(
+                p.free(slot1),
+                Err(PoolError::ForeignPointer { .. })
+            ));
             p.free(a).unwrap();
             let e = p.free(a).unwrap_err();
             assert!(matches!(e, PoolError::DoubleFree { addr } if addr == a.as_ptr() as usize));

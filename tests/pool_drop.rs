@@ -34,13 +34,7 @@ fn memfd_mappings() -> usize {
 fn dropping_the_last_handle_unmaps_everything() {
     let memfd_before = memfd_mappings();
     for mode in [Populate::CowInit, Populate::CowZero] {
-        let pool = Pool::new(
-            PoolConfig::new()
-                .slots(16)
-                .stride(1 << 16)
-                .populate(mode),
-        )
-        .unwrap();
+        let pool = Pool::new(PoolConfig::new().slots(16).stride(1 << 16).populate(mode)).unwrap();
         // Two ranges: one 64 KiB item fills the first.
         let a = PerCpu::new_in(&pool, [1u64; 8192]).unwrap();
         let b = PerCpu::new_in(&pool, 2u64).unwrap();
@@ -68,7 +62,10 @@ fn dropping_the_last_handle_unmaps_everything() {
         drop(b);
         for &(base, len) in &ranges {
             let lines = maps_overlapping(base, len);
-            assert!(lines.is_empty(), "{mode:?}: still mapped after drop: {lines:#?}");
+            assert!(
+                lines.is_empty(),
+                "{mode:?}: still mapped after drop: {lines:#?}"
+            );
         }
         assert_eq!(memfd_mappings(), memfd_before, "{mode:?}: images unmapped");
     }

@@ -24,7 +24,10 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: waiting for our own child with a valid status pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
     assert_eq!(r, pid);
-    assert!(libc::WIFEXITED(status), "child did not exit normally: {status:#x}");
+    assert!(
+        libc::WIFEXITED(status),
+        "child did not exit normally: {status:#x}"
+    );
     libc::WEXITSTATUS(status)
 }
 

@@ -31,7 +31,8 @@ fn usage(pool: &Pool) -> (usize, usize) {
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
         {
             inside = false;
             for &(base, len) in &ranges {
@@ -50,7 +51,12 @@ fn usage(pool: &Pool) -> (usize, usize) {
             continue;
         }
         let kb = |l: &str| -> usize {
-            l.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 1024
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+                * 1024
         };
         if line.starts_with("Rss:") {
             rss += kb(line);
@@ -117,14 +123,21 @@ fn resident_memory_stays_within_touched_slots() {
     // measurement can fail.
     let (rss, anon) = two_threads(Populate::CowZero, 5);
     eprintln!("CowZero, init 5: rss {rss} anon {anon}");
-    assert!(anon >= SLOTS * pg, "CowZero non-zero init anon {anon} bytes");
+    assert!(
+        anon >= SLOTS * pg,
+        "CowZero non-zero init anon {anon} bytes"
+    );
 
     // Init values of a CowInit pool populate nothing until written.
     let p = pool(Populate::CowInit, false);
     let items: Vec<_> = (0..64u64)
         .map(|i| PerCpu::new_in(&p, i + 1).unwrap())
         .collect();
-    assert!(items.iter().all(|v| v.get(SLOTS - 1) == Some(&(v.get(0).copied().unwrap()))));
+    assert!(
+        items
+            .iter()
+            .all(|v| v.get(SLOTS - 1) == Some(&(v.get(0).copied().unwrap())))
+    );
     assert_eq!(usage(&p).1, 0, "no private page before a write");
     let mut first = items.into_iter().next().unwrap();
     *first.get_mut(10).unwrap() = 99;
