@@ -129,7 +129,12 @@ impl Current<'_> {
     /// Every node reachable from `head` must be valid, with an `AtomicPtr<u8>` at
     /// `next_offset`, for as long as it is in the list.
     #[inline]
-    pub unsafe fn list_pop(&self, head: &AtomicPtr<u8>, tag_mask: usize, next_offset: usize) -> (Outcome, *mut u8) {
+    pub unsafe fn list_pop(
+        &self,
+        head: &AtomicPtr<u8>,
+        tag_mask: usize,
+        next_offset: usize,
+    ) -> (Outcome, *mut u8) {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`; node validity is the caller's contract.

@@ -256,26 +256,6 @@ impl<T: SlotSafe> ExactSizeIterator for Iter<'_, T> {}
 
 impl<T: SlotSafe> std::iter::FusedIterator for Iter<'_, T> {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::pool::PoolConfig;
-
-    #[test]
-    #[cfg_attr(
-        miri,
-        ignore = "mmap layer: Miri supports no PROT_NONE reservation, MAP_FIXED or memfd"
-    )]
-    fn slot_ptr_hook_bounds_and_stride() {
-        let pool = Pool::new(PoolConfig::new().slots(3)).unwrap();
-        let p = PerCpu::new_in(&pool, 7u64).unwrap();
-        let s0 = p.slot_ptr(0).unwrap().as_ptr() as usize;
-        let s2 = p.slot_ptr(2).unwrap().as_ptr() as usize;
-        assert_eq!(s2 - s0, 2 * pool.stride());
-        assert!(p.slot_ptr(3).is_none());
-    }
-}
-
 impl<T: SlotSafe> PerCpu<T> {
     /// Enters the calling thread's current slot under `index` (see
     /// [`Resolved::enter`](crate::index::Resolved::enter)): the [`Current`] to operate with
@@ -302,5 +282,25 @@ impl<T: SlotSafe> PerCpu<T> {
         let current = index.enter(self.nr_slots)?;
         let slot = self.get(current.index())?;
         Some((current, slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::PoolConfig;
+
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "mmap layer: Miri supports no PROT_NONE reservation, MAP_FIXED or memfd"
+    )]
+    fn slot_ptr_hook_bounds_and_stride() {
+        let pool = Pool::new(PoolConfig::new().slots(3)).unwrap();
+        let p = PerCpu::new_in(&pool, 7u64).unwrap();
+        let s0 = p.slot_ptr(0).unwrap().as_ptr() as usize;
+        let s2 = p.slot_ptr(2).unwrap().as_ptr() as usize;
+        assert_eq!(s2 - s0, 2 * pool.stride());
+        assert!(p.slot_ptr(3).is_none());
     }
 }

@@ -41,7 +41,8 @@ pub(crate) fn resolve_drainable(index: Index) -> Resolved {
 /// to `take(s, value)`, and leaves the word 0.
 ///
 /// `lock` must be a bit no legitimate value of the word uses, and every per-slot operation
-/// on these words must fail when it is set.
+/// on these words must fail when it is set. Callers serialise drains of one structure
+/// (two drainers could otherwise both see their lock bit and take the same value).
 pub(crate) fn take_slots<'a>(
     resolved: Resolved,
     nr_slots: usize,
@@ -67,18 +68,24 @@ pub(crate) fn take_slots<'a>(
             }
         }
         Resolved::Rseq(_) => {
-            let mut pending: Vec<usize> = (0..nr_slots).filter(|&s| word(s).load(Ordering::Relaxed) != 0).collect();
+            let mut pending: Vec<usize> = (0..nr_slots)
+                .filter(|&s| word(s).load(Ordering::Relaxed) != 0)
+                .collect();
             while !pending.is_empty() {
                 for &s in &pending {
                     word(s).fetch_or(lock, Ordering::AcqRel);
                 }
                 let fenced = membarrier::fence_rseq();
-                assert!(fenced, "percid: membarrier rseq fence failed after it was reported available");
+                assert!(
+                    fenced,
+                    "percid: membarrier rseq fence failed after it was reported available"
+                );
                 pending.retain(|&s| {
                     let w = word(s).load(Ordering::Acquire);
                     if w & lock == 0 {
                         return true; // a critical section overwrote the lock bit: again
                     }
+                    // Locked and fenced: no critical section can commit to this word.
                     word(s).store(0, Ordering::Release);
                     take(s, w & !lock);
                     false

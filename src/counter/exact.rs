@@ -126,6 +126,9 @@ impl Default for Counter {
 
 impl fmt::Debug for Counter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Counter").field("index", &self.index).field("sum", &self.sum()).finish()
+        f.debug_struct("Counter")
+            .field("index", &self.index)
+            .field("sum", &self.sum())
+            .finish()
     }
 }
