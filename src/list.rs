@@ -89,41 +89,28 @@ impl<T> List<T> {
 
     /// Pushes `value` on the calling thread's slot.
     pub fn push(&self, value: T) {
-        let node = Box::into_raw(Box::new(Node {
-            next: AtomicPtr::new(std::ptr::null_mut()),
-            value,
-        }));
-        loop {
-            let Some((current, head)) = self.heads.enter(self.resolved) else {
-                // SAFETY: `node` came from Box::into_raw above and was never published.
-                let node = unsafe { Box::from_raw(node) };
-                self.overflow
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(node.value);
-                return;
-            };
+        let node = Box::into_raw(Box::new(Node { next: AtomicPtr::new(std::ptr::null_mut()), value }));
+        let pushed = self.heads.run(self.resolved, |current, head| {
             let h = head.load(Ordering::Relaxed);
             if h & TAG != 0 {
-                drop(current);
                 std::thread::yield_now(); // a drain holds the slot for a moment
-                continue;
+                return None;
             }
             // SAFETY: `node` is ours until the commit publishes it.
             unsafe { (*node).next.store(h as *mut u8, Ordering::Relaxed) };
-            if current.compare_and_store(head, h, node as u64) == Outcome::Committed {
-                return;
-            }
+            (current.compare_and_store(head, h, node as u64) == Outcome::Committed).then_some(())
+        });
+        if pushed.is_none() {
+            // SAFETY: `node` came from Box::into_raw above and was never published.
+            let node = unsafe { Box::from_raw(node) };
+            self.overflow.lock().unwrap_or_else(|e| e.into_inner()).push(node.value);
         }
     }
 
     /// Pops the most recent element of the calling thread's slot (or of the overflow list
     /// when the slot is empty); `None` if both are empty.
     pub fn pop(&self) -> Option<T> {
-        loop {
-            let Some((current, head)) = self.heads.enter(self.resolved) else {
-                break;
-            };
+        let popped = self.heads.run(self.resolved, |current, head| {
             // SAFETY: `head` is an AtomicU64 holding a pointer-sized value; AtomicPtr has the
             // same size and alignment on 64-bit targets. Every node in the list is a live
             // `Node<T>` whose `next` is at offset 0 (repr(C)), freed only after it is popped
@@ -133,23 +120,21 @@ impl<T> List<T> {
                 current.list_pop(head, TAG as usize, 0)
             };
             match outcome {
-                Outcome::Committed => {
-                    // SAFETY: the pop committed: the node left the list and is ours.
-                    let node = unsafe { Box::from_raw(node as *mut Node<T>) };
-                    return Some(node.value);
-                }
+                Outcome::Committed => Some(node),
                 Outcome::CompareFailed if (node as u64) & TAG != 0 => {
-                    drop(current);
                     std::thread::yield_now(); // being drained
+                    None
                 }
-                Outcome::CompareFailed => break, // empty
-                Outcome::Aborted => {}
+                Outcome::CompareFailed => Some(std::ptr::null_mut()), // empty
+                Outcome::Aborted => None,
             }
+        });
+        if let Some(node) = popped.filter(|n| !n.is_null()) {
+            // SAFETY: the pop committed: the node left the list and is ours.
+            let node = unsafe { Box::from_raw(node as *mut Node<T>) };
+            return Some(node.value);
         }
-        self.overflow
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
+        self.overflow.lock().unwrap_or_else(|e| e.into_inner()).pop()
     }
 
     /// Takes every element of every slot (and of the overflow list), most recent first

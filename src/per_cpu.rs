@@ -257,6 +257,29 @@ impl<T: SlotSafe> ExactSizeIterator for Iter<'_, T> {}
 impl<T: SlotSafe> std::iter::FusedIterator for Iter<'_, T> {}
 
 impl<T: SlotSafe> PerCpu<T> {
+    /// Runs `op` on the calling thread's current slot until it returns `Some`, entering the
+    /// slot afresh (re-reading the index) before each attempt; `None` when the thread has
+    /// no slot (see [`enter`](Self::enter)). The rseq and lease paths are separate loops
+    /// so each inlines `op` with its `Current` known: this is the fast path structures use.
+    #[inline(always)]
+    pub fn run<R>(&self, index: Resolved, mut op: impl FnMut(&Current<'_>, &T) -> Option<R>) -> Option<R> {
+        match index {
+            Resolved::Rseq(mode) => loop {
+                let i = crate::rseq::read_resolved(mode)?;
+                let slot = self.get(i as usize)?;
+                if let Some(r) = op(&Current::rseq(mode, i), slot) {
+                    return Some(r);
+                }
+            },
+            Resolved::Lease(_) => loop {
+                let (current, slot) = self.enter(index)?;
+                if let Some(r) = op(&current, slot) {
+                    return Some(r);
+                }
+            },
+        }
+    }
+
     /// Enters the calling thread's current slot under `index` (see
     /// [`Resolved::enter`](crate::index::Resolved::enter)): the [`Current`] to operate with
     /// and the slot's value. `None` when the thread's index is beyond the slots (or it has

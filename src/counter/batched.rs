@@ -102,11 +102,7 @@ impl BatchedCounter {
             self.max_abs_add
                 .fetch_max(n.unsigned_abs(), Ordering::Relaxed);
         }
-        loop {
-            let Some((current, slot)) = self.deltas.enter(self.resolved) else {
-                self.total.fetch_add(n, Ordering::Relaxed);
-                return;
-            };
+        let done = self.deltas.run(self.resolved, |current, slot| {
             let index = current.index();
             if index >= self.touched.load(Ordering::Relaxed) {
                 self.touched.fetch_max(index + 1, Ordering::SeqCst);
@@ -114,21 +110,18 @@ impl BatchedCounter {
             let d = slot.load(Ordering::Relaxed) as i64;
             let sum = d.wrapping_add(n);
             if sum.unsigned_abs() < self.batch as u64 {
-                if current.compare_and_store(slot, d as u64, sum as u64) == Outcome::Committed {
-                    return;
-                }
-            } else {
-                self.folds_started.fetch_add(1, Ordering::SeqCst);
-                let committed = current.compare_and_store(slot, d as u64, 0) == Outcome::Committed;
-                drop(current);
-                if committed {
-                    self.total.fetch_add(sum, Ordering::SeqCst);
-                }
-                self.folds_finished.fetch_add(1, Ordering::SeqCst);
-                if committed {
-                    return;
-                }
+                return (current.compare_and_store(slot, d as u64, sum as u64) == Outcome::Committed).then_some(());
             }
+            self.folds_started.fetch_add(1, Ordering::SeqCst);
+            let committed = current.compare_and_store(slot, d as u64, 0) == Outcome::Committed;
+            if committed {
+                self.total.fetch_add(sum, Ordering::SeqCst);
+            }
+            self.folds_finished.fetch_add(1, Ordering::SeqCst);
+            committed.then_some(())
+        });
+        if done.is_none() {
+            self.total.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -79,18 +79,9 @@ impl Counter {
     /// Adds `n` (wrapping).
     #[inline]
     pub fn add(&self, n: u64) {
-        loop {
-            match self.slots.enter(self.resolved) {
-                Some((current, slot)) => {
-                    if current.add(slot, n) == Outcome::Committed {
-                        return;
-                    }
-                }
-                None => {
-                    self.overflow.fetch_add(n, Ordering::Relaxed);
-                    return;
-                }
-            }
+        let done = self.slots.run(self.resolved, |current, slot| (current.add(slot, n) == Outcome::Committed).then_some(()));
+        if done.is_none() {
+            self.overflow.fetch_add(n, Ordering::Relaxed);
         }
     }
 

@@ -85,10 +85,11 @@ pub(crate) fn rseq_mm_cid() -> Option<u32> {
     let a = registration::area();
     // SAFETY: as in `rseq_cpu_id`.
     let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
-    if (cpu as i32) < 0 || !status::mm_cid_available() {
+    if (cpu as i32) < 0 || registration::feature_size_relaxed() < abi::FEATURE_SIZE_MM_CID {
         return None;
     }
-    // SAFETY: as above; mm_cid is within the active feature size (checked just above).
+    // SAFETY: as above; mm_cid is within the active feature size (checked just above; the
+    // size is published before `area()` returns a registered area).
     Some(unsafe { ptr::read_volatile(&raw const (*a).mm_cid) })
 }
 
@@ -116,7 +117,7 @@ pub fn current_node() -> Option<u32> {
     let a = registration::area();
     // SAFETY: as in `rseq_cpu_id`.
     let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
-    if (cpu as i32) >= 0 && status::node_id_available() {
+    if (cpu as i32) >= 0 && registration::feature_size_relaxed() >= abi::FEATURE_SIZE_NODE_ID {
         // SAFETY: as above; node_id is within the active feature size.
         return Some(unsafe { ptr::read_volatile(&raw const (*a).node_id) });
     }
