@@ -12,8 +12,8 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use percid::{BatchedCounter, Counter, Index, Limit, Policy};
 use std::hint::black_box;
-use std::sync::{Barrier, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 #[repr(align(128))]
@@ -92,7 +92,9 @@ fn counters(c: &mut Criterion) {
 /// `BatchedCounter::add` and `read` against `Counter::add`/`sum` and a shared atomic.
 fn batched(c: &mut Criterion) {
     let mut group = c.benchmark_group("batched_counter");
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
         let batched = BatchedCounter::new(64).unwrap();
         group.bench_function(BenchmarkId::new("batched-add", threads), |b| {
@@ -141,7 +143,11 @@ struct AtomicLimit {
 
 impl AtomicLimit {
     fn try_charge(&self, n: u64) -> bool {
-        self.usage.fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u + n <= self.limit).then_some(u + n)).is_ok()
+        self.usage
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u + n <= self.limit).then_some(u + n)
+            })
+            .is_ok()
     }
     fn uncharge(&self, n: u64) {
         self.usage.fetch_sub(n, Ordering::AcqRel);
@@ -151,7 +157,9 @@ impl AtomicLimit {
 /// `Limit::try_charge` + `uncharge` of one unit against a mutex and an atomic limit.
 fn limits(c: &mut Criterion) {
     let mut group = c.benchmark_group("limit_charge_uncharge");
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
         let limit = Limit::new(1 << 40, 64).unwrap();
         group.bench_function(BenchmarkId::new("percid-limit", threads), |b| {
@@ -162,7 +170,10 @@ fn limits(c: &mut Criterion) {
                 })
             })
         });
-        let mutex = MutexLimit { usage: Mutex::new(0), limit: 1 << 40 };
+        let mutex = MutexLimit {
+            usage: Mutex::new(0),
+            limit: 1 << 40,
+        };
         group.bench_function(BenchmarkId::new("mutex-limit", threads), |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, &|_| {
@@ -171,7 +182,10 @@ fn limits(c: &mut Criterion) {
                 })
             })
         });
-        let atomic = AtomicLimit { usage: AtomicU64::new(0), limit: 1 << 40 };
+        let atomic = AtomicLimit {
+            usage: AtomicU64::new(0),
+            limit: 1 << 40,
+        };
         group.bench_function(BenchmarkId::new("atomic-limit", threads), |b| {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, &|_| {

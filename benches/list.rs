@@ -25,23 +25,32 @@ fn run_threads<F: Fn() + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
     })
 }
 
 fn lists(c: &mut Criterion) {
     let mut group = c.benchmark_group("list_push_pop");
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
         let list = List::new().unwrap();
-        group.bench_function(BenchmarkId::new(format!("percid-{}", Index::default()), threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|| {
-                    list.push(black_box(1u64));
-                    black_box(list.pop());
+        group.bench_function(
+            BenchmarkId::new(format!("percid-{}", Index::default()), threads),
+            |b| {
+                b.iter_custom(|iters| {
+                    run_threads(threads, iters, &|| {
+                        list.push(black_box(1u64));
+                        black_box(list.pop());
+                    })
                 })
-            })
-        });
+            },
+        );
         let fallback = List::with_index(Index::User(Policy::CacheLocal)).unwrap();
         group.bench_function(BenchmarkId::new("percid-fallback", threads), |b| {
             b.iter_custom(|iters| {

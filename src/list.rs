@@ -89,7 +89,10 @@ impl<T> List<T> {
 
     /// Pushes `value` on the calling thread's slot.
     pub fn push(&self, value: T) {
-        let node = Box::into_raw(Box::new(Node { next: AtomicPtr::new(std::ptr::null_mut()), value }));
+        let node = Box::into_raw(Box::new(Node {
+            next: AtomicPtr::new(std::ptr::null_mut()),
+            value,
+        }));
         let pushed = self.heads.run(self.resolved, |current, head| {
             let h = head.load(Ordering::Relaxed);
             if h & TAG != 0 {
@@ -103,7 +106,10 @@ impl<T> List<T> {
         if pushed.is_none() {
             // SAFETY: `node` came from Box::into_raw above and was never published.
             let node = unsafe { Box::from_raw(node) };
-            self.overflow.lock().unwrap_or_else(|e| e.into_inner()).push(node.value);
+            self.overflow
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(node.value);
         }
     }
 
@@ -134,7 +140,10 @@ impl<T> List<T> {
             let node = unsafe { Box::from_raw(node as *mut Node<T>) };
             return Some(node.value);
         }
-        self.overflow.lock().unwrap_or_else(|e| e.into_inner()).pop()
+        self.overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
     }
 
     /// Takes every element of every slot (and of the overflow list), most recent first

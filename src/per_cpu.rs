@@ -262,7 +262,11 @@ impl<T: SlotSafe> PerCpu<T> {
     /// no slot (see [`enter`](Self::enter)). The rseq and lease paths are separate loops
     /// so each inlines `op` with its `Current` known: this is the fast path structures use.
     #[inline(always)]
-    pub fn run<R>(&self, index: Resolved, mut op: impl FnMut(&Current<'_>, &T) -> Option<R>) -> Option<R> {
+    pub fn run<R>(
+        &self,
+        index: Resolved,
+        mut op: impl FnMut(&Current<'_>, &T) -> Option<R>,
+    ) -> Option<R> {
         match index {
             Resolved::Rseq(mode) => loop {
                 let i = crate::rseq::read_resolved(mode)?;

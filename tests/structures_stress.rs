@@ -223,3 +223,37 @@ fn list_is_lifo_per_slot_and_drops_its_nodes() {
         "drop freed every node"
     );
 }
+
+/// Slots fewer than the indexes in use: threads whose index is beyond them fall back to the
+/// shared overflow paths, and nothing is lost or out of bounds.
+#[test]
+fn indexes_beyond_the_slots_fall_back_safely() {
+    let pool = percid::Pool::new(percid::pool::PoolConfig::new().slots(1)).unwrap();
+    for index in Index::ALL {
+        let counter = Counter::in_pool(index, &pool).unwrap();
+        let batched = BatchedCounter::in_pool(index, 8, &pool).unwrap();
+        let list = List::in_pool(index, &pool).unwrap();
+        let limit = Limit::in_pool(index, 10_000, 4, &pool).unwrap();
+        std::thread::scope(|s| {
+            for cpu in percid::topology::allowed_cpus().unwrap().iter() {
+                let (counter, batched, list, limit) = (&counter, &batched, &list, &limit);
+                s.spawn(move || {
+                    percid::topology::pin_current_thread_to_cpu(cpu).unwrap();
+                    for i in 0..1000u64 {
+                        counter.add(1);
+                        batched.add(1);
+                        list.push(i);
+                        limit.try_charge(1).unwrap();
+                    }
+                });
+            }
+        });
+        let cpus = percid::topology::allowed_cpus().unwrap().len() as u64;
+        assert_eq!(counter.sum(), 1000 * cpus, "{index}");
+        assert_eq!(batched.sum(), 1000 * cpus as i64, "{index}");
+        assert_eq!(list.drain().len() as u64, 1000 * cpus, "{index}");
+        limit.uncharge(1000 * cpus);
+        limit.drain();
+        assert_eq!(limit.usage(), 0, "{index}");
+    }
+}

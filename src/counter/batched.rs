@@ -110,7 +110,9 @@ impl BatchedCounter {
             let d = slot.load(Ordering::Relaxed) as i64;
             let sum = d.wrapping_add(n);
             if sum.unsigned_abs() < self.batch as u64 {
-                return (current.compare_and_store(slot, d as u64, sum as u64) == Outcome::Committed).then_some(());
+                return (current.compare_and_store(slot, d as u64, sum as u64)
+                    == Outcome::Committed)
+                    .then_some(());
             }
             self.folds_started.fetch_add(1, Ordering::SeqCst);
             let committed = current.compare_and_store(slot, d as u64, 0) == Outcome::Committed;

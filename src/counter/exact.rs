@@ -79,7 +79,9 @@ impl Counter {
     /// Adds `n` (wrapping).
     #[inline]
     pub fn add(&self, n: u64) {
-        let done = self.slots.run(self.resolved, |current, slot| (current.add(slot, n) == Outcome::Committed).then_some(()));
+        let done = self.slots.run(self.resolved, |current, slot| {
+            (current.add(slot, n) == Outcome::Committed).then_some(())
+        });
         if done.is_none() {
             self.overflow.fetch_add(n, Ordering::Relaxed);
         }

@@ -157,12 +157,7 @@ mod tests {
         // Pin to one CPU so cpu_id and sched_getcpu cannot disagree by migration.
         let handle = std::thread::spawn(|| {
             let cpu = sched_getcpu().expect("sched_getcpu");
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: cpu < CPU_SETSIZE on the CI machine (2 CPUs); the set is ours.
-            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-            // SAFETY: valid set pointer and size; pins only this spawned thread.
-            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-            assert_eq!(rc, 0);
+            crate::topology::pin_current_thread_to_cpu(cpu as usize).expect("pin");
             assert_eq!(current_cpu(), Some(cpu));
             if registration::feature_size() > 0 {
                 assert_eq!(rseq_cpu_id(), Some(cpu));
