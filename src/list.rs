@@ -14,7 +14,7 @@
 //!   stacks cannot happen, and the node it reads cannot have been freed: only a pop of the
 //!   same slot (which would have aborted this one) or a drain (which fences first) removes
 //!   nodes.
-//! * `drain`: takes every slot's list, from any thread ([`crate::remote`]: a lease on each
+//! * `drain`: takes every slot's list, from any thread (a lease on each
 //!   CID, or, under rseq, a tag bit in the head plus
 //!   `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, needed because under mm_cid there is no
 //!   CID-to-CPU map to target one CPU). The tag bit is bit 0: nodes are at least 8-byte

@@ -49,7 +49,7 @@ impl Approx {
     }
 }
 
-/// A counter with batched per-slot deltas: see the [module docs](self).
+/// A counter with batched per-slot deltas: see the [module docs](crate::counter).
 pub struct BatchedCounter {
     deltas: PerCpu<AtomicU64>,
     total: CachePadded<AtomicI64>,

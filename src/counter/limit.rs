@@ -16,7 +16,7 @@
 //!   `charged` counts what callers hold (stocks excluded), up to charges racing with it.
 //! * `uncharge(n)`: put `n` back in the slot's stock while it stays at most `batch`;
 //!   otherwise subtract `n` from `usage`.
-//! * `drain()`: take every slot's stock (see [`crate::remote`]: leases, or a lock bit and
+//! * `drain()`: take every slot's stock (leases, or a lock bit and
 //!   the membarrier rseq fence) and subtract it from `usage`.
 //!
 //! # Invariants
@@ -62,7 +62,7 @@ impl fmt::Display for LimitError {
 
 impl std::error::Error for LimitError {}
 
-/// A counter with a hard limit and per-slot stock: see the [module docs](self).
+/// A counter with a hard limit and per-slot stock: see the [module docs](crate::counter).
 pub struct Limit {
     usage: CachePadded<AtomicU64>,
     stock: PerCpu<AtomicU64>,
