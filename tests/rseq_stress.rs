@@ -36,6 +36,11 @@ fn index(mode: IndexMode, n: usize) -> usize {
 /// The mode each variant must be in.
 fn check_variant_status() {
     let st = percid::status();
+    if cfg!(feature = "force-fallback") {
+        assert_eq!(st.owner, Owner::None(FallbackReason::ForcedByFeature));
+        assert!(!st.rseq_in_use);
+        return;
+    }
     match variant().as_str() {
         "forced-fallback" => {
             assert_eq!(st.owner, Owner::None(FallbackReason::ForcedByEnv));
