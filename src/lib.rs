@@ -47,9 +47,13 @@ pub mod pool;
 pub mod rseq;
 pub mod topology;
 
+pub(crate) mod remote;
 pub(crate) mod util;
 
-pub use counter::Counter;
+pub use counter::{BatchedCounter, Counter, Limit};
 pub use index::{Index, Policy};
+pub use list::List;
+pub use per_cpu::PerCpu;
+pub use pool::Pool;
 pub use rseq::status::{Status, status};
 pub use rseq::{current_cpu, current_mm_cid, current_node};

@@ -120,15 +120,21 @@ impl Current<'_> {
         }
     }
 
-    /// Pops the first node of the list at `head`: `node = *head`; `None` (compare failed)
-    /// if it is null; otherwise `*head = node->next`, where `next` is the `AtomicPtr` at
-    /// byte offset `next_offset` of the node.
+    /// Pops the first node of the list at `head`: `node = *head`; compare failed if it is
+    /// null or has a bit of `tag_mask` set (a list marked as being drained); otherwise
+    /// `*head = node->next`, where `next` is the `AtomicPtr` at byte offset `next_offset` of
+    /// the node.
     ///
     /// # Safety
     /// Every node reachable from `head` must be valid, with an `AtomicPtr<u8>` at
     /// `next_offset`, for as long as it is in the list.
     #[inline]
-    pub unsafe fn list_pop(&self, head: &AtomicPtr<u8>, next_offset: usize) -> (Outcome, *mut u8) {
+    pub unsafe fn list_pop(
+        &self,
+        head: &AtomicPtr<u8>,
+        tag_mask: usize,
+        next_offset: usize,
+    ) -> (Outcome, *mut u8) {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`; node validity is the caller's contract.
@@ -138,6 +144,7 @@ impl Current<'_> {
                     *index,
                     head.as_ptr(),
                     core::ptr::null_mut(),
+                    tag_mask,
                     next_offset,
                 )
             },
@@ -145,7 +152,7 @@ impl Current<'_> {
             Current::Rseq { .. } => unreachable!("rseq resolution requires critical sections"),
             Current::Lease(_) => {
                 let node = head.load(Ordering::Acquire);
-                if node.is_null() {
+                if node.is_null() || (node as usize) & tag_mask != 0 {
                     return (Outcome::CompareFailed, node);
                 }
                 // SAFETY: the caller guarantees `node` is valid with an AtomicPtr at
@@ -334,17 +341,18 @@ pub unsafe fn list_pop(
     mode: IndexMode,
     expected: u32,
     head: *mut *mut u8,
+    tag_mask: usize,
     next_offset: usize,
 ) -> (Outcome, *mut u8) {
     // SAFETY: the caller guarantees `head` is a valid, aligned pointer cell used atomically.
     let head = unsafe { AtomicPtr::from_ptr(head) };
     if uses_rseq(mode) {
         // SAFETY: forwarded.
-        unsafe { Current::rseq(mode, expected).list_pop(head, next_offset) }
+        unsafe { Current::rseq(mode, expected).list_pop(head, tag_mask, next_offset) }
     } else {
         match fallback_allocator().try_acquire_exact(expected) {
             // SAFETY: forwarded.
-            Some(lease) => unsafe { Current::Lease(lease).list_pop(head, next_offset) },
+            Some(lease) => unsafe { Current::Lease(lease).list_pop(head, tag_mask, next_offset) },
             None => (Outcome::Aborted, core::ptr::null_mut()),
         }
     }

@@ -35,6 +35,8 @@ use std::sync::atomic::{
     AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
 };
 
+use crate::index::Resolved;
+use crate::ops::Current;
 use crate::pool::{Pool, PoolError};
 
 /// Types that may be placed in pool slots by byte copy.
@@ -254,12 +256,72 @@ impl<T: SlotSafe> ExactSizeIterator for Iter<'_, T> {}
 
 impl<T: SlotSafe> std::iter::FusedIterator for Iter<'_, T> {}
 
+impl<T: SlotSafe> PerCpu<T> {
+    /// Runs `op` on the calling thread's current slot until it returns `Some`, entering the
+    /// slot afresh (re-reading the index) before each attempt; `None` when the thread has
+    /// no slot (see [`enter`](Self::enter)). The rseq and lease paths are separate loops
+    /// so each inlines `op` with its `Current` known: this is the fast path structures use.
+    #[inline(always)]
+    pub fn run<R>(
+        &self,
+        index: Resolved,
+        mut op: impl FnMut(&Current<'_>, &T) -> Option<R>,
+    ) -> Option<R> {
+        match index {
+            Resolved::Rseq(mode) => loop {
+                let i = crate::rseq::read_resolved(mode)?;
+                let slot = self.get(i as usize)?;
+                if let Some(r) = op(&Current::rseq(mode, i), slot) {
+                    return Some(r);
+                }
+            },
+            Resolved::Lease(_) => loop {
+                let (current, slot) = self.enter(index)?;
+                if let Some(r) = op(&current, slot) {
+                    return Some(r);
+                }
+            },
+        }
+    }
+
+    /// Enters the calling thread's current slot under `index` (see
+    /// [`Resolved::enter`](crate::index::Resolved::enter)): the [`Current`] to operate with
+    /// and the slot's value. `None` when the thread's index is beyond the slots (or it has
+    /// no rseq registration on an rseq-resolved index): use a shared fallback then.
+    ///
+    /// ```
+    /// use percid::ops::Outcome;
+    /// use percid::per_cpu::PerCpu;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    ///
+    /// let hits = PerCpu::new(AtomicU64::new(0)).unwrap();
+    /// let index = percid::Index::default().resolve();
+    /// loop {
+    ///     let Some((current, slot)) = hits.enter(index) else { break };
+    ///     if current.add(slot, 1) == Outcome::Committed {
+    ///         break;
+    ///     }
+    /// }
+    /// assert!(hits.iter().map(|h| h.load(Ordering::Relaxed)).sum::<u64>() <= 1);
+    /// ```
+    #[inline]
+    pub fn enter(&self, index: Resolved) -> Option<(Current<'static>, &T)> {
+        let current = index.enter(self.nr_slots)?;
+        let slot = self.get(current.index())?;
+        Some((current, slot))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pool::PoolConfig;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "mmap layer: Miri supports no PROT_NONE reservation, MAP_FIXED or memfd"
+    )]
     fn slot_ptr_hook_bounds_and_stride() {
         let pool = Pool::new(PoolConfig::new().slots(3)).unwrap();
         let p = PerCpu::new_in(&pool, 7u64).unwrap();

@@ -36,6 +36,11 @@ fn index(mode: IndexMode, n: usize) -> usize {
 /// The mode each variant must be in.
 fn check_variant_status() {
     let st = percid::status();
+    if cfg!(feature = "force-fallback") {
+        assert_eq!(st.owner, Owner::None(FallbackReason::ForcedByFeature));
+        assert!(!st.rseq_in_use);
+        return;
+    }
     match variant().as_str() {
         "forced-fallback" => {
             assert_eq!(st.owner, Owner::None(FallbackReason::ForcedByEnv));
@@ -170,7 +175,7 @@ fn pop(mode: IndexMode, heads: &[AtomicPtr<u8>]) -> Option<*mut Node> {
         let s = index(mode, heads.len());
         // SAFETY: as in stress_add; every node in the lists is a live `Node` whose first field
         // is the `next` pointer.
-        let (r, node) = unsafe { ops::list_pop(mode, s as u32, heads[s].as_ptr(), 0) };
+        let (r, node) = unsafe { ops::list_pop(mode, s as u32, heads[s].as_ptr(), 0, 0) };
         match r {
             Outcome::Committed => return Some(node as *mut Node),
             Outcome::CompareFailed => return None,

@@ -2,12 +2,13 @@
 //!
 //! # Algorithm
 //!
-//! One cache-line-padded `u64` per slot plus a shared overflow cell. `add(n)` enters the
-//! calling thread's slot ([`crate::index::Resolved::enter`]) and adds with one rseq
-//! critical section (retrying on abort with a freshly read index), or with a plain store
-//! under a CID lease. Threads without a slot (index beyond the slots, or no rseq
-//! registration on an rseq-indexed counter) add to the overflow cell with an atomic
-//! `fetch_add`. `sum()` adds every slot and the overflow cell with relaxed loads.
+//! One `u64` per slot in a [`PerCpu`] (each slot in its own 64 KiB pool stride, so slots of
+//! different CPUs never share a cache line), plus a shared, padded overflow cell. `add(n)`
+//! enters the calling thread's slot ([`crate::index::Resolved::enter`]) and adds with one
+//! rseq critical section (retrying on abort with a freshly read index), or with a plain
+//! store under a CID lease. Threads without a slot (index beyond the slots, or no rseq
+//! registration on an rseq-indexed counter) add to the overflow cell with `fetch_add`.
+//! `sum()` adds every slot and the overflow cell with relaxed loads.
 //!
 //! # Guarantees
 //!
@@ -20,13 +21,15 @@
 
 use crate::index::{Index, Resolved};
 use crate::ops::Outcome;
-use crate::util::{CachePadded, possible_cpu_count};
+use crate::per_cpu::PerCpu;
+use crate::pool::{Pool, PoolConfig, PoolError};
+use crate::util::CachePadded;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An exact counter sharded per CPU or per concurrency ID.
 pub struct Counter {
-    slots: Box<[CachePadded<AtomicU64>]>,
+    slots: PerCpu<AtomicU64>,
     overflow: CachePadded<AtomicU64>,
     index: Index,
     resolved: Resolved,
@@ -34,44 +37,53 @@ pub struct Counter {
 
 impl Counter {
     /// A counter indexed by the default source ([`Index::default`]).
+    ///
+    /// # Panics
+    /// If the process-wide pool cannot map memory (as `Box::new` aborts when out of
+    /// memory); [`Counter::try_with_index`] returns the error instead.
     pub fn new() -> Counter {
         Counter::with_index(Index::default())
     }
 
     /// A counter indexed by `index`, with one slot per possible CPU (every index source
-    /// stays below that).
+    /// stays below that), in the process-wide pool.
+    ///
+    /// # Panics
+    /// As [`Counter::new`].
     pub fn with_index(index: Index) -> Counter {
-        Counter::with_index_and_slots(index, possible_cpu_count())
+        Counter::try_with_index(index).expect("percid: cannot map memory for a Counter")
     }
 
-    /// A counter with an explicit number of slots (at least 1). Threads whose index is at
-    /// or above `slots` use the shared overflow cell.
-    pub fn with_index_and_slots(index: Index, slots: usize) -> Counter {
-        Counter {
-            slots: (0..slots.max(1))
-                .map(|_| CachePadded(AtomicU64::new(0)))
-                .collect(),
+    /// As [`Counter::with_index`], returning pool errors.
+    pub fn try_with_index(index: Index) -> Result<Counter, PoolError> {
+        Counter::in_pool(index, Pool::global())
+    }
+
+    /// A counter whose slots live in `pool` (whose slot count may be smaller than the
+    /// number of CPUs: threads whose index is beyond it use the shared overflow cell).
+    pub fn in_pool(index: Index, pool: &Pool) -> Result<Counter, PoolError> {
+        Ok(Counter {
+            slots: PerCpu::new_in(pool, AtomicU64::new(0))?,
             overflow: CachePadded(AtomicU64::new(0)),
             index,
             resolved: index.resolve(),
-        }
+        })
+    }
+
+    /// A counter with its own pool of `slots` slots (at least 1).
+    pub fn with_index_and_slots(index: Index, slots: usize) -> Result<Counter, PoolError> {
+        let pool = Pool::new(PoolConfig::new().slots(slots.max(1)))?;
+        Counter::in_pool(index, &pool)
     }
 
     /// Adds `n` (wrapping).
     #[inline]
     pub fn add(&self, n: u64) {
-        loop {
-            match self.resolved.enter(self.slots.len()) {
-                Some(current) => {
-                    if current.add(&self.slots[current.index()], n) == Outcome::Committed {
-                        return;
-                    }
-                }
-                None => {
-                    self.overflow.fetch_add(n, Ordering::Relaxed);
-                    return;
-                }
-            }
+        let done = self.slots.run(self.resolved, |current, slot| {
+            (current.add(slot, n) == Outcome::Committed).then_some(())
+        });
+        if done.is_none() {
+            self.overflow.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -95,7 +107,7 @@ impl Counter {
 
     /// Number of slots.
     pub fn slots(&self) -> usize {
-        self.slots.len()
+        self.slots.nr_slots()
     }
 }
 

@@ -208,7 +208,7 @@ impl Book {
 
     /// Registers a fresh free block and puts it on its free list.
     fn push_new(&mut self, r: usize, offset: usize, shift: u32) {
-        debug_assert!(shift >= MIN_SHIFT && offset % (1 << shift) == 0);
+        debug_assert!(shift >= MIN_SHIFT && offset.is_multiple_of(1 << shift));
         self.ranges[r].blocks.insert(
             offset,
             BlockInfo {

@@ -20,8 +20,8 @@
 //! slot `s` of it is at `handle + s * stride` ([`Pool::slot_ptr`]): no table lookup.
 //!
 //! * `stride` is a power of two, at least a page (default 64 KiB, or the page size if larger).
-//! * `nr_slots` defaults to [`possible_cpu_count`](crate::util::possible_cpu_count) (the
-//!   highest possible CPU number + 1, never the online count), or is set explicitly (e.g. a
+//! * `nr_slots` defaults to the number of possible CPUs (the highest CPU number in
+//!   `/sys/devices/system/cpu/possible` + 1, never the online count), or is set explicitly (e.g. a
 //!   pool indexed by concurrency ID, sized for the IDs in use).
 //! * Item sizes are rounded up to a power of two, at least 8 bytes and at least the
 //!   requested alignment: the *size class*. An item is aligned to its size class (offsets are
@@ -314,7 +314,8 @@ impl PoolConfig {
         self
     }
 
-    /// Number of slots (default: [`possible_cpu_count`](crate::util::possible_cpu_count)).
+    /// Number of slots (default: the number of possible CPUs, the highest CPU number in
+    /// `/sys/devices/system/cpu/possible` + 1).
     pub fn slots(mut self, nr_slots: usize) -> Self {
         self.nr_slots = Some(nr_slots);
         self
@@ -512,6 +513,10 @@ impl Pool {
 
     /// Allocates an item of `size` bytes aligned to at least `align` (a power of two), whose
     /// first `init.len() <= size` bytes read `init` in every slot and the rest zero.
+    ///
+    /// # Panics
+    /// If `align` is not a power of two or `init` is longer than `size` (caller bugs, not
+    /// pool conditions).
     pub fn alloc_with(
         &self,
         size: usize,

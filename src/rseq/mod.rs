@@ -85,10 +85,11 @@ pub(crate) fn rseq_mm_cid() -> Option<u32> {
     let a = registration::area();
     // SAFETY: as in `rseq_cpu_id`.
     let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
-    if (cpu as i32) < 0 || !status::mm_cid_available() {
+    if (cpu as i32) < 0 || registration::feature_size_relaxed() < abi::FEATURE_SIZE_MM_CID {
         return None;
     }
-    // SAFETY: as above; mm_cid is within the active feature size (checked just above).
+    // SAFETY: as above; mm_cid is within the active feature size (checked just above; the
+    // size is published before `area()` returns a registered area).
     Some(unsafe { ptr::read_volatile(&raw const (*a).mm_cid) })
 }
 
@@ -116,7 +117,7 @@ pub fn current_node() -> Option<u32> {
     let a = registration::area();
     // SAFETY: as in `rseq_cpu_id`.
     let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
-    if (cpu as i32) >= 0 && status::node_id_available() {
+    if (cpu as i32) >= 0 && registration::feature_size_relaxed() >= abi::FEATURE_SIZE_NODE_ID {
         // SAFETY: as above; node_id is within the active feature size.
         return Some(unsafe { ptr::read_volatile(&raw const (*a).node_id) });
     }
@@ -156,12 +157,7 @@ mod tests {
         // Pin to one CPU so cpu_id and sched_getcpu cannot disagree by migration.
         let handle = std::thread::spawn(|| {
             let cpu = sched_getcpu().expect("sched_getcpu");
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            // SAFETY: cpu < CPU_SETSIZE on the CI machine (2 CPUs); the set is ours.
-            unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-            // SAFETY: valid set pointer and size; pins only this spawned thread.
-            let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-            assert_eq!(rc, 0);
+            crate::topology::pin_current_thread_to_cpu(cpu as usize).expect("pin");
             assert_eq!(current_cpu(), Some(cpu));
             if registration::feature_size() > 0 {
                 assert_eq!(rseq_cpu_id(), Some(cpu));

@@ -2,9 +2,9 @@
 //!
 //! # Algorithm
 //!
-//! The first call on a thread (any reader or structure) runs [`init_thread`]:
+//! The first call on a thread (any reader or structure) runs `init_thread`:
 //!
-//! 1. The process-wide [`Process`] facts are computed once: the kernel's feature size and
+//! 1. The process-wide facts are computed once: the kernel's feature size and
 //!    alignment (`getauxval(AT_RSEQ_FEATURE_SIZE / AT_RSEQ_ALIGN)`), glibc's exported
 //!    `__rseq_size` / `__rseq_offset` (looked up with `dlsym`, since Rust has no stable weak
 //!    linkage), and whether the fallback is forced (`PERCID_FORCE_FALLBACK=1` or the
@@ -18,7 +18,7 @@
 //!    TLS destructors run. The first registration in the process also decides the process
 //!    mode: `ENOSYS` (no rseq in the kernel, or a seccomp filter that says so), `EPERM` /
 //!    `EACCES` (a filter that forbids it) or any other error switch the process to the
-//!    fallback, with the reason kept for [`super::status()`].
+//!    fallback, with the reason kept for [`crate::status()`].
 //! 4. A thread without a usable area points at a static area whose `cpu_id` says
 //!    "registration failed": readers then return `None` without any extra branch.
 //!

@@ -200,8 +200,10 @@ unsafe fn compare_and_store_impl<const OFF: usize>(
     outcome(ret as u32)
 }
 
-/// List pop: `node = *head; if node == sentinel { compare failed } else { *head =
-/// *(node + next_offset) }`, returning `node` when committed.
+/// List pop: `node = *head; if node == sentinel || node & tag_mask != 0 { compare failed }
+/// else { *head = *(node + next_offset) }`, returning `node` when committed. A non-zero
+/// `tag_mask` lets a list mark its head as "being drained" with low pointer bits that pops
+/// must not follow.
 ///
 /// # Safety
 /// See the module's safety contract; `head` valid for reads and writes; every node reachable
@@ -212,6 +214,7 @@ pub unsafe fn list_pop(
     expected: u32,
     head: *mut *mut u8,
     sentinel: *mut u8,
+    tag_mask: usize,
     next_offset: usize,
 ) -> (Outcome, *mut u8) {
     let area = registration::area();
@@ -219,7 +222,7 @@ pub unsafe fn list_pop(
     unsafe {
         by_mode!(
             mode,
-            list_pop_impl(area, expected, head, sentinel, next_offset)
+            list_pop_impl(area, expected, head, sentinel, tag_mask, next_offset)
         )
     }
 }
@@ -230,6 +233,7 @@ unsafe fn list_pop_impl<const OFF: usize>(
     expected: u32,
     head: *mut *mut u8,
     sentinel: *mut u8,
+    tag_mask: usize,
     next_offset: usize,
 ) -> (Outcome, *mut u8) {
     let ret: u64;
@@ -251,6 +255,8 @@ unsafe fn list_pop_impl<const OFF: usize>(
             "mov {node}, qword ptr [{head}]",
             "cmp {node}, {sentinel}",
             "je 8f",
+            "test {node}, {tag_mask}",
+            "jnz 8f",
             "mov {next}, qword ptr [{node} + {next_offset}]",
             "mov qword ptr [{head}], {next}",
             "5:",
@@ -272,6 +278,7 @@ unsafe fn list_pop_impl<const OFF: usize>(
             exp = in(reg) expected,
             head = in(reg) head,
             sentinel = in(reg) sentinel,
+            tag_mask = in(reg) tag_mask,
             next_offset = in(reg) next_offset,
             node = out(reg) node,
             next = out(reg) _,
