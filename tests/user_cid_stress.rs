@@ -99,7 +99,7 @@ fn hammer(alloc: &CidAllocator, threads: usize, time: Duration) {
             let (slots, leases, stop) = (&slots, &leases, &stop);
             workers.push(s.spawn(move || {
                 let tag = (t as u64 + 1) << 8;
-                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (t as u64 + 1) * 0x9E37_79B9);
+                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ ((t as u64 + 1) * 0x9E37_79B9));
                 let mut n = 0u64;
                 while !stop.load(Relaxed) {
                     match rng.next(16) {
