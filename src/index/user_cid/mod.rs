@@ -26,6 +26,8 @@
 //!   rseq `cpu_id`), time from `CLOCK_MONOTONIC_COARSE`, thread registration through a
 //!   `thread_local`, fork handling through `pthread_atfork`. [`CidAllocator::global`] gives the
 //!   process-wide allocator of each policy.
+//!   Beyond the core's fast path, an acquire costs two loads (fork generation), a
+//!   thread-local check and `sched_getcpu()`; a release reads the coarse clock.
 //! * [`DeterministicAllocator`], the deterministic front: a virtual clock, explicit CPU
 //!   numbers, explicit threads with explicit affinity. Tests and simulators (the burst
 //!   benchmark's topology model) replay schedules through the very same code.
