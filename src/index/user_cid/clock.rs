@@ -22,14 +22,12 @@ pub(super) fn now_ns() -> u64 {
 
 /// The CPU the calling thread runs on, the one CPU source of the real front.
 ///
-/// Today `sched_getcpu()` (glibc reads it from its rseq area when registered, else the vDSO
-/// `getcpu`); the rseq `cpu_id` will replace it. Returns 0 if the CPU cannot be read: any CPU
-/// number is correct, only locality depends on it.
+/// The rseq `cpu_id` when the thread has an rseq area (one thread-local and one volatile
+/// load), otherwise `sched_getcpu()` (forced fallback, no rseq). Returns 0 if the CPU cannot
+/// be read: any CPU number is correct, only locality depends on it.
 #[inline]
 pub(super) fn current_cpu() -> u32 {
-    // SAFETY: sched_getcpu takes no arguments and has no preconditions.
-    let cpu = unsafe { libc::sched_getcpu() };
-    if cpu < 0 { 0 } else { cpu as u32 }
+    crate::rseq::current_cpu().unwrap_or(0)
 }
 
 #[cfg(all(test, not(loom)))]

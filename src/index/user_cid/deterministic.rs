@@ -47,6 +47,7 @@ impl DeterministicConfig {
 
 #[derive(Debug)]
 struct VirtualThread {
+    allowed: Vec<u32>,
     held: Vec<Taken>,
 }
 
@@ -56,7 +57,8 @@ struct VirtualThread {
 /// Time is virtual: a [`Duration`] since an arbitrary origin, never going backwards. Threads are
 /// numbered by the caller. Operations happen one at a time in call order (interleavings of real
 /// threads are modelled by the order of calls). Misuse (an unknown thread, a CPU out of range,
-/// time going backwards, releasing a CID the thread does not hold, exiting while holding one)
+/// time going backwards, a thread running outside its allowed CPUs, releasing a CID the thread
+/// does not hold, exiting while holding one)
 /// panics: it is a bug in the schedule.
 ///
 /// ```
@@ -124,8 +126,13 @@ impl DeterministicAllocator {
             !self.threads.contains_key(&thread),
             "thread {thread} started twice"
         );
-        self.threads
-            .insert(thread, VirtualThread { held: Vec::new() });
+        self.threads.insert(
+            thread,
+            VirtualThread {
+                allowed: allowed_cpus.to_vec(),
+                held: Vec::new(),
+            },
+        );
         self.core.thread_start(allowed_cpus.iter().copied());
     }
 
@@ -144,12 +151,18 @@ impl DeterministicAllocator {
     }
 
     /// Thread `thread`, running on `cpu` at `now`, acquires a CID. `None` when every CID is
-    /// leased (the real allocator would wait for a release).
+    /// leased (the real allocator would wait for a release). `cpu` must be one of the thread's
+    /// allowed CPUs.
     pub fn acquire_at(&mut self, thread: u32, cpu: u32, now: Duration) -> Option<u32> {
         self.check_cpu(cpu);
+        let t = self
+            .threads
+            .get(&thread)
+            .unwrap_or_else(|| panic!("thread {thread} is not running"));
         assert!(
-            self.threads.contains_key(&thread),
-            "thread {thread} is not running"
+            t.allowed.contains(&cpu),
+            "thread {thread} runs on CPU {cpu} outside its allowed CPUs {:?}",
+            t.allowed
         );
         let now = self.tick(now);
         let taken = self.core.try_acquire(cpu, now)?;

@@ -1,7 +1,8 @@
 //! Model checks of the allocation core with `loom`.
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --lib index::user_cid::loom_tests`
-//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 3 preemptions per execution).
+//! Two-thread models are explored exhaustively, the three-thread one with at most 2
+//! preemptions per execution (`LOOM_MAX_PREEMPTIONS=n` sets the bound for all).
 //!
 //! Each scenario has its threads lease CIDs and increment a plain counter in the leased slot
 //! through a `loom` cell, which reports any two accesses not ordered by happens-before. So every
@@ -72,10 +73,18 @@ impl Fixture {
     }
 }
 
+/// Exhaustive exploration (no preemption bound) unless `LOOM_MAX_PREEMPTIONS` is set: the
+/// two-thread models are small enough.
 fn model<F: Fn() + Send + Sync + 'static>(f: F) {
+    loom::model::Builder::new().check(f);
+}
+
+/// Three-thread models: bounded to `bound` preemptions per execution unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise (exhaustive exploration takes hours).
+fn model_bounded<F: Fn() + Send + Sync + 'static>(bound: usize, f: F) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(bound);
     }
     b.check(f);
 }
@@ -202,6 +211,33 @@ fn two_threads_one_cpu() {
             let kept = f.core.kept_cid(0, MS).expect("CPU 0 keeps a CID");
             assert!(kept == a.cid || kept == b.cid);
             assert!(a.touch == 0 || b.touch == 0);
+        });
+    }
+}
+
+/// Three threads on three CPUs share two CIDs: waiting, and take-over of CIDs other CPUs keep
+/// and used recently (no time passes, so nothing expires).
+#[test]
+fn three_threads_two_cids() {
+    for policy in [Policy::CacheLocal, Policy::Legacy] {
+        model_bounded(2, move || {
+            let f = Fixture::new(policy, 2, 3, 3);
+            let handles: Vec<_> = (1..3)
+                .map(|cpu| {
+                    let g = f.clone();
+                    thread::spawn(move || {
+                        let t = g.acquire(cpu, 0);
+                        g.core.release(t, 0);
+                    })
+                })
+                .collect();
+            let t = f.acquire(0, 0);
+            f.core.release(t, 0);
+            for h in handles {
+                h.join().unwrap();
+            }
+            assert_eq!(f.total(), 3);
+            assert!(f.none_leased());
         });
     }
 }

@@ -26,6 +26,8 @@
 //!   rseq `cpu_id`), time from `CLOCK_MONOTONIC_COARSE`, thread registration through a
 //!   `thread_local`, fork handling through `pthread_atfork`. [`CidAllocator::global`] gives the
 //!   process-wide allocator of each policy.
+//!   Beyond the core's fast path, an acquire costs two loads (fork generation), a
+//!   thread-local check and `sched_getcpu()`; a release reads the coarse clock.
 //! * [`DeterministicAllocator`], the deterministic front: a virtual clock, explicit CPU
 //!   numbers, explicit threads with explicit affinity. Tests and simulators (the burst
 //!   benchmark's topology model) replay schedules through the very same code.
@@ -52,7 +54,8 @@
 //! **Slow path** (the CPU keeps no CID, or its kept CID is leased by another thread that was
 //! preempted or migrated while holding it):
 //!
-//! * `Legacy`: the first CID (lowest number) *available* to this CPU.
+//! * `Legacy`: the first CID (lowest number) *available* to this CPU; else the first CID not
+//!   leased (*take-over*, below).
 //! * `CacheLocal`, with `allowed = min(nr_cpus_allowed, capacity)` and
 //!   `bound = min(allowed, live threads)`:
 //!   1. if `max_nr_cid > bound` (threads exited), lower it to `bound`, as the kernel does, so
@@ -61,7 +64,14 @@
 //!   3. *expansion*: while `max_nr_cid < bound`, claim `m = max_nr_cid` by CAS to `m + 1` and
 //!      take CID `m` if available (a never-used ID normally is);
 //!   4. the first available CID below `allowed`;
-//!   5. *overload*: the first available CID below the capacity.
+//!   5. *overload*: the first available CID below the capacity;
+//!   6. *take-over*: the first CID not leased, even if another CPU keeps it and used it
+//!      recently.
+//!
+//! Take-over is only reached when every CID is leased or recently used by another CPU, which
+//! needs a capacity below the number of CPUs in use, or overload. Without it a thread would
+//! wait up to an expiry period although no CID is held. (The kernel never needs it: it has
+//! at least as many IDs as CPUs, and a CPU holds one ID at most.)
 //!
 //! A CID is **available** to CPU `c` at time `now` when it is not leased and either has no
 //! keeper, is kept by `c`, or is kept by a CPU `d` that has not used it for the expiry period
@@ -88,7 +98,7 @@
 //! that is preempted keeps its CID (the kernel would take the CPU's CID back at the context
 //! switch; user space cannot), so when more threads hold leases at once than there are
 //! allowed CPUs, step 5 hands out IDs above `allowed`, never at or above the capacity. When
-//! every CID is leased, [`CidAllocator::acquire`] waits (spin, yield, then sleep) for a release
+//! every CID is *leased* (kept CIDs are taken over), [`CidAllocator::acquire`] waits (spin, yield, then sleep) for a release
 //! rather than exceed the capacity; [`DeterministicAllocator::acquire_at`] returns `None`.
 //!
 //! **Threads and allowed CPUs** (as the kernel counts them): a thread registers on its first
@@ -127,8 +137,9 @@
 //!   word is an atomic read-modify-write or a write by the holder itself, so the release
 //!   sequence of a holder's release reaches the next holder's acquire: plain data written under
 //!   a lease happens-before every access under the next lease of that CID.
-//! * **(I6) Bounds**, as stated above: below the capacity always; `CacheLocal` at or above
-//!   `allowed` only when every CID below it was seen leased during that acquire.
+//! * **(I6) Bounds and progress**, as stated above: below the capacity always; `CacheLocal` at
+//!   or above `allowed` only when no CID below it was available during that acquire; an acquire
+//!   comes back empty-handed (and the real front waits) only if it saw every CID leased.
 //!
 //! # Verification
 //!

@@ -218,7 +218,9 @@ impl Core {
         let cap = self.capacity;
         match self.policy {
             Policy::Legacy => {
-                let t = self.first_available(c, now, 0, cap)?;
+                let t = self
+                    .first_available(c, now, 0, cap)
+                    .or_else(|| self.first_idle(c, now))?;
                 self.max_nr_cid.fetch_max(t.cid + 1, Relaxed);
                 Some(t)
             }
@@ -241,7 +243,7 @@ impl Core {
                 let r = self.cpus[c].recent.load(Relaxed);
                 if r != NONE
                     && r < max
-                    && let Some(t) = self.try_take(r, c, now)
+                    && let Some(t) = self.try_take(r, c, now, false)
                 {
                     return Some(t);
                 }
@@ -252,7 +254,7 @@ impl Core {
                         .compare_exchange(max, max + 1, Relaxed, Relaxed)
                     {
                         Ok(_) => {
-                            if let Some(t) = self.try_take(max, c, now) {
+                            if let Some(t) = self.try_take(max, c, now, false) {
                                 return Some(t);
                             }
                             // Held by an exact lease, or kept by a CPU since a shrink: skip it.
@@ -261,9 +263,11 @@ impl Core {
                         Err(actual) => max = actual,
                     }
                 }
-                // 3. First available ID below the allowed CPUs; 4. overload: below capacity.
+                // 3. First available ID below the allowed CPUs; 4. overload: below capacity;
+                // 5. take-over: any CID not leased.
                 self.first_available(c, now, 0, allowed)
                     .or_else(|| self.first_available(c, now, allowed, cap))
+                    .or_else(|| self.first_idle(c, now))
             }
         }
     }
@@ -329,15 +333,21 @@ impl Core {
         (keeper_of(self.cids[h as usize].load(Relaxed)) != Some(c), h)
     }
 
-    /// Try to lease CID `k` for a thread on CPU `c`.
-    fn try_take(&self, k: u32, c: usize, now: u64) -> Option<Taken> {
+    /// Try to lease CID `k` for a thread on CPU `c`: if it is available (I2), or, with `steal`,
+    /// merely not leased (kept by another CPU that used it recently).
+    fn try_take(&self, k: u32, c: usize, now: u64, steal: bool) -> Option<Taken> {
         let word = &self.cids[k as usize];
         let (keep, hint) = self.keep_plan(c, k);
         let keeper = keep.then_some(c);
         // Acquire load: if this sees a release, it also sees that release's `last_use` (I4).
         let mut s = word.load(Acquire);
         loop {
-            if !self.available(s, c, now) {
+            let ok = if steal {
+                s & LEASED == 0
+            } else {
+                self.available(s, c, now)
+            };
+            if !ok {
                 return None;
             }
             match word.compare_exchange(s, with_keeper(leased(s), keeper), Acquire, Acquire) {
@@ -348,12 +358,13 @@ impl Core {
         let slot = &self.cpus[c];
         let mut touch = NONE;
         if keep {
-            if hint == k
-                || slot
-                    .kept
-                    .compare_exchange(hint, k, Relaxed, Relaxed)
-                    .is_ok()
-            {
+            let installed = hint == k
+                || match slot.kept.compare_exchange(hint, k, Relaxed, Relaxed) {
+                    Ok(_) => true,
+                    // The hint already named `k` (our read of it was stale).
+                    Err(actual) => actual == k,
+                };
+            if installed {
                 touch = c as u32;
             } else {
                 // Another thread of this CPU installed its own CID meanwhile: this one is
@@ -369,7 +380,15 @@ impl Core {
 
     /// Lowest CID in `lo..hi` available to CPU `c`, leased.
     fn first_available(&self, c: usize, now: u64, lo: u32, hi: u32) -> Option<Taken> {
-        (lo..hi).find_map(|k| self.try_take(k, c, now))
+        (lo..hi).find_map(|k| self.try_take(k, c, now, false))
+    }
+
+    /// Last resort: the lowest CID not leased, taken over from the CPU that keeps it even if
+    /// that CPU used it recently. Only reached when every CID is leased or kept by other CPUs
+    /// (capacity below the number of CPUs in use, or overload); without it a thread would wait
+    /// for an expiry period although no CID is held.
+    fn first_idle(&self, c: usize, now: u64) -> Option<Taken> {
+        (0..self.capacity).find_map(|k| self.try_take(k, c, now, true))
     }
 
     // ----------------------------------------------------------------------------------------
@@ -502,7 +521,7 @@ mod tests {
         let max = with_keeper(0, Some(MAX_CPUS as usize - 1));
         assert_eq!(keeper_of(max), Some(MAX_CPUS as usize - 1));
         // The sequence number wraps without touching the other fields.
-        let top = with_keeper(u64::MAX & !LEASED & !KEEPER_MASK, Some(3));
+        let top = with_keeper(!LEASED & !KEEPER_MASK, Some(3));
         assert_eq!(keeper_of(leased(top)), Some(3));
         assert_eq!(leased(top) >> 32, 0);
     }
