@@ -2,7 +2,9 @@
 //! on two threads at once (each thread acquiring and releasing in a loop; the figure is the
 //! time per operation of one thread).
 //!
-//! The comparator reading the kernel's `mm_cid` (`percid::current_mm_cid()`) is added with it.
+//! Comparators: reading the kernel's `mm_cid` (`percid::current_mm_cid()`, one rseq field
+//! load) and the CPU number (`percid::current_cpu()`), what a kernel-indexed structure pays
+//! where the user-space allocator pays a lease.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -57,6 +59,16 @@ fn bench_cid(c: &mut Criterion) {
             })
         });
     }
+    if percid::status().mm_cid {
+        g.bench_function("kernel_mm_cid_read/1_thread", |b| {
+            b.iter(|| black_box(percid::current_mm_cid()))
+        });
+    } else {
+        eprintln!("kernel_mm_cid_read skipped: the kernel provides no mm_cid to this process");
+    }
+    g.bench_function("cpu_id_read/1_thread", |b| {
+        b.iter(|| black_box(percid::current_cpu()))
+    });
     g.finish();
 }
 

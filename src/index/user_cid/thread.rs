@@ -108,44 +108,12 @@ impl Registry {
     }
 }
 
-/// CPUs the calling thread may run on, from `sched_getaffinity`, with no limit on the number of
-/// CPUs: the mask buffer doubles while the kernel answers `EINVAL` (buffer smaller than its
-/// `nr_cpu_ids`). If the mask cannot be read at all, every CPU in `0..nr_cpus`.
-///
-/// Private helper, to be deduplicated against the topology module's `CpuSet`.
+/// CPUs the calling thread may run on ([`crate::topology::current_thread_affinity`]: no limit
+/// on the number of CPUs). If the mask cannot be read at all, every CPU in `0..nr_cpus`.
 pub(super) fn thread_affinity(nr_cpus: usize) -> Vec<u32> {
-    const BITS: usize = libc::c_ulong::BITS as usize;
-    let mut words = nr_cpus.div_ceil(BITS).max(1024 / BITS);
-    loop {
-        let mut mask = vec![0 as libc::c_ulong; words];
-        // SAFETY: `mask` is a writable, suitably aligned buffer of exactly
-        // `words * size_of::<c_ulong>()` bytes, the size passed; the kernel's cpumask layout
-        // (an array of unsigned longs) is the layout of `cpu_set_t`, and the C library writes
-        // no more than the size given.
-        let rc = unsafe {
-            libc::sched_getaffinity(
-                0,
-                words * size_of::<libc::c_ulong>(),
-                mask.as_mut_ptr().cast::<libc::cpu_set_t>(),
-            )
-        };
-        if rc == 0 {
-            let mut cpus = Vec::new();
-            for (i, &w) in mask.iter().enumerate() {
-                let mut w = w;
-                while w != 0 {
-                    cpus.push((i * BITS) as u32 + w.trailing_zeros());
-                    w &= w - 1;
-                }
-            }
-            return cpus;
-        }
-        let einval = std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL);
-        if einval && words < (1 << 24) / BITS {
-            words *= 2;
-            continue;
-        }
-        return (0..nr_cpus as u32).collect();
+    match crate::topology::current_thread_affinity() {
+        Ok(set) if !set.is_empty() => set.iter().map(|c| c as u32).collect(),
+        _ => (0..nr_cpus as u32).collect(),
     }
 }
 
