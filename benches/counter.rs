@@ -6,90 +6,80 @@
 //! * `atomic-shared`: one `AtomicU64::fetch_add` shared by all threads;
 //! * `atomic-padded-per-thread`: one cache-padded `AtomicU64` per thread, `fetch_add`.
 //!
-//! Each measurement is the wall time for every thread to do `iters` adds, divided by
-//! `iters`: nanoseconds per add per thread. Read ratios within one run.
+//! Also `BatchedCounter` and `Limit` (against a mutex and an atomic limit counter).
+//! Each figure is the slowest worker's time for `iters` operations divided by `iters`:
+//! nanoseconds per operation per thread. Read ratios within one run.
 
+mod common;
+
+use common::with_workers;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use percid::{BatchedCounter, Counter, Index, Limit, Policy};
 use std::hint::black_box;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[repr(align(128))]
 struct Padded(AtomicU64);
-
-/// Runs `op(thread)` `iters` times on each of `threads` threads started together; returns
-/// the longest thread's time.
-fn run_threads<F: Fn(usize) + Sync>(threads: usize, iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                let op = &op;
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        op(t);
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .max()
-            .unwrap()
-    })
-}
 
 fn counters(c: &mut Criterion) {
     let mut group = c.benchmark_group("counter_add");
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
+    let status = percid::status();
     for threads in [1usize, 2] {
         let mut indexes = vec![("default", Index::default())];
-        if percid::status().rseq_in_use {
+        if status.rseq_in_use {
             indexes.push(("cpu", Index::CpuId));
-            if percid::status().mm_cid {
+            if status.mm_cid {
                 indexes.push(("mmcid", Index::MmCid));
             }
         }
+        indexes.push(("fallback", Index::User(Policy::CacheLocal)));
         for (name, index) in indexes {
             let counter = Counter::with_index(index);
-            group.bench_function(BenchmarkId::new(format!("percid-{name}"), threads), |b| {
-                b.iter_custom(|iters| run_threads(threads, iters, &|_| counter.add(black_box(1))))
-            });
+            with_workers(
+                threads,
+                |_| counter.add(black_box(1)),
+                |run| {
+                    group
+                        .bench_function(BenchmarkId::new(format!("percid-{name}"), threads), |b| {
+                            b.iter_custom(run)
+                        });
+                },
+            );
         }
-        let fallback = Counter::with_index(Index::User(Policy::CacheLocal));
-        group.bench_function(BenchmarkId::new("percid-fallback", threads), |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, &|_| fallback.add(black_box(1))))
-        });
         let shared = AtomicU64::new(0);
-        group.bench_function(BenchmarkId::new("atomic-shared", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|_| {
-                    shared.fetch_add(black_box(1), Ordering::Relaxed);
-                })
-            })
-        });
+        with_workers(
+            threads,
+            |_| {
+                shared.fetch_add(black_box(1), Ordering::Relaxed);
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("atomic-shared", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
         let padded: Vec<Padded> = (0..threads).map(|_| Padded(AtomicU64::new(0))).collect();
-        group.bench_function(BenchmarkId::new("atomic-padded-per-thread", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|t| {
-                    padded[t].0.fetch_add(black_box(1), Ordering::Relaxed);
-                })
-            })
-        });
+        with_workers(
+            threads,
+            |t| {
+                padded[t].0.fetch_add(black_box(1), Ordering::Relaxed);
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("atomic-padded-per-thread", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
     }
     group.finish();
 }
 
-/// `BatchedCounter::add` and `read` against `Counter::add`/`sum` and a shared atomic.
+/// `BatchedCounter::add` and `read` against `Counter::add` and `sum`.
 fn batched(c: &mut Criterion) {
     let mut group = c.benchmark_group("batched_counter");
     group
@@ -97,13 +87,25 @@ fn batched(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
         let batched = BatchedCounter::new(64).unwrap();
-        group.bench_function(BenchmarkId::new("batched-add", threads), |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, &|_| batched.add(black_box(1))))
-        });
+        with_workers(
+            threads,
+            |_| batched.add(black_box(1)),
+            |run| {
+                group.bench_function(BenchmarkId::new("batched-add", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
         let exact = Counter::new();
-        group.bench_function(BenchmarkId::new("counter-add", threads), |b| {
-            b.iter_custom(|iters| run_threads(threads, iters, &|_| exact.add(black_box(1))))
-        });
+        with_workers(
+            threads,
+            |_| exact.add(black_box(1)),
+            |run| {
+                group.bench_function(BenchmarkId::new("counter-add", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
     }
     let batched = BatchedCounter::new(64).unwrap();
     batched.add(1);
@@ -162,38 +164,50 @@ fn limits(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
         let limit = Limit::new(1 << 40, 64).unwrap();
-        group.bench_function(BenchmarkId::new("percid-limit", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|_| {
-                    limit.try_charge(black_box(1)).unwrap();
-                    limit.uncharge(black_box(1));
-                })
-            })
-        });
+        with_workers(
+            threads,
+            |_| {
+                limit.try_charge(black_box(1)).unwrap();
+                limit.uncharge(black_box(1));
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("percid-limit", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
         let mutex = MutexLimit {
             usage: Mutex::new(0),
             limit: 1 << 40,
         };
-        group.bench_function(BenchmarkId::new("mutex-limit", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|_| {
-                    assert!(mutex.try_charge(black_box(1)));
-                    mutex.uncharge(black_box(1));
-                })
-            })
-        });
+        with_workers(
+            threads,
+            |_| {
+                assert!(mutex.try_charge(black_box(1)));
+                mutex.uncharge(black_box(1));
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("mutex-limit", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
         let atomic = AtomicLimit {
             usage: AtomicU64::new(0),
             limit: 1 << 40,
         };
-        group.bench_function(BenchmarkId::new("atomic-limit", threads), |b| {
-            b.iter_custom(|iters| {
-                run_threads(threads, iters, &|_| {
-                    assert!(atomic.try_charge(black_box(1)));
-                    atomic.uncharge(black_box(1));
-                })
-            })
-        });
+        with_workers(
+            threads,
+            |_| {
+                assert!(atomic.try_charge(black_box(1)));
+                atomic.uncharge(black_box(1));
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("atomic-limit", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
     }
     group.finish();
 }
