@@ -26,10 +26,10 @@ use crate::rseq::membarrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Resolves `index` for a structure that drains: like [`Index::resolve`], but rseq only
-/// where the membarrier rseq fence is available.
+/// where the membarrier rseq fence is available and the process registered for it.
 pub(crate) fn resolve_drainable(index: Index) -> Resolved {
     match index.resolve() {
-        Resolved::Rseq(_) if !membarrier::rseq_fence_supported() => {
+        Resolved::Rseq(_) if !membarrier::rseq_fence_ready() => {
             Resolved::Lease(CidAllocator::global(Policy::CacheLocal))
         }
         r => r,

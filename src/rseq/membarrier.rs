@@ -24,6 +24,12 @@ pub fn rseq_fence_supported() -> bool {
     })
 }
 
+/// Whether [`fence_rseq`] works in this process: the command is supported and the process
+/// registered for it (done here, once).
+pub fn rseq_fence_ready() -> bool {
+    registered()
+}
+
 fn registered() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
