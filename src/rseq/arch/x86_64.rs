@@ -26,6 +26,8 @@
 //! lazily when the instruction pointer is outside the section. Nothing here writes a
 //! kernel-owned field. The descriptors are emitted once per inlined copy (local numeric
 //! labels keep the copies apart); labels avoid digits 0/1 only, as the Rust reference asks.
+//! The template is written once, in the `critical_section!` macro; each operation supplies
+//! its body and operands, and the signature comes from [`RSEQ_SIG`].
 //!
 //! On x86 (TSO) every store has release semantics, so the "release" variants compile to the
 //! same code as the relaxed ones; the `asm!` blocks are compiler barriers for memory.
@@ -41,7 +43,7 @@
 
 use super::Outcome;
 use crate::rseq::IndexMode;
-use crate::rseq::abi::RseqArea;
+use crate::rseq::abi::{RSEQ_SIG, RseqArea};
 use crate::rseq::registration;
 use core::arch::asm;
 
@@ -67,6 +69,46 @@ macro_rules! by_mode {
     };
 }
 
+/// Emits one critical section: the descriptor, the `rseq_cs` store, the index check, the
+/// given body (whose last instruction must be the single committing store; `jne 8f` reports
+/// "compare failed"), the exits, and the signed abort handler. The caller passes the
+/// operands, which must include `area`, `off` (const), `exp` and `ret` (out).
+macro_rules! critical_section {
+    ([$($body:literal),* $(,)?], $($operands:tt)*) => {
+        asm!(
+            ".pushsection __rseq_cs, \"aw\"",
+            ".balign 32",
+            "3:",
+            ".long 0, 0",
+            ".quad 4f, (5f - 4f), 6f",
+            ".popsection",
+            "lea {ret}, [rip + 3b]",
+            "mov qword ptr [{area} + 8], {ret}",
+            "4:",
+            "cmp dword ptr [{area} + {off}], {exp:e}",
+            "jne 6f",
+            $($body,)*
+            "5:",
+            "xor {ret:e}, {ret:e}",
+            "jmp 7f",
+            "8:",
+            "mov {ret:e}, 1",
+            "jmp 7f",
+            ".pushsection __rseq_failure, \"ax\"",
+            ".byte 0x0f, 0xb9, 0x3d",
+            ".long {sig}",
+            "6:",
+            "mov {ret:e}, 2",
+            "jmp 7f",
+            ".popsection",
+            "7:",
+            $($operands)*
+            sig = const RSEQ_SIG,
+            options(nostack),
+        )
+    };
+}
+
 /// `*v += n` if the thread's index equals `expected`.
 ///
 /// # Safety
@@ -89,37 +131,16 @@ unsafe fn add_impl<const OFF: usize>(
     // SAFETY: the caller guarantees `area` is this thread's registered area and `v` valid;
     // the sequence writes only `rseq_cs` and `*v` (the commit).
     unsafe {
-        asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "lea {ret}, [rip + 3b]",
-            "mov qword ptr [{area} + 8], {ret}",
-            "4:",
-            "cmp dword ptr [{area} + {off}], {exp:e}",
-            "jne 6f",
-            "add qword ptr [{v}], {n}",
-            "5:",
-            "xor {ret:e}, {ret:e}",
-            "jmp 7f",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "mov {ret:e}, 2",
-            "jmp 7f",
-            ".popsection",
-            "7:",
+        critical_section!(
+            [
+                "add qword ptr [{v}], {n}",
+            ],
             area = in(reg) area,
             off = const OFF,
             exp = in(reg) expected,
             v = in(reg) v,
             n = in(reg) n,
             ret = out(reg) ret,
-            options(nostack),
         );
     }
     outcome(ret as u32)
@@ -158,35 +179,12 @@ unsafe fn compare_and_store_impl<const OFF: usize>(
     let ret: u64;
     // SAFETY: as in `add_impl`; writes only `rseq_cs` and `*v` (the commit).
     unsafe {
-        asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "lea {ret}, [rip + 3b]",
-            "mov qword ptr [{area} + 8], {ret}",
-            "4:",
-            "cmp dword ptr [{area} + {off}], {exp:e}",
-            "jne 6f",
-            "cmp qword ptr [{v}], {expect}",
-            "jne 8f",
-            "mov qword ptr [{v}], {newv}",
-            "5:",
-            "xor {ret:e}, {ret:e}",
-            "jmp 7f",
-            "8:",
-            "mov {ret:e}, 1",
-            "jmp 7f",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "mov {ret:e}, 2",
-            "jmp 7f",
-            ".popsection",
-            "7:",
+        critical_section!(
+            [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 8f",
+                "mov qword ptr [{v}], {newv}",
+            ],
             area = in(reg) area,
             off = const OFF,
             exp = in(reg) expected,
@@ -194,7 +192,6 @@ unsafe fn compare_and_store_impl<const OFF: usize>(
             expect = in(reg) expect,
             newv = in(reg) newv,
             ret = out(reg) ret,
-            options(nostack),
         );
     }
     outcome(ret as u32)
@@ -240,39 +237,16 @@ unsafe fn list_pop_impl<const OFF: usize>(
     let node: *mut u8;
     // SAFETY: as in `add_impl`; writes only `rseq_cs` and `*head` (the commit).
     unsafe {
-        asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "lea {ret}, [rip + 3b]",
-            "mov qword ptr [{area} + 8], {ret}",
-            "4:",
-            "cmp dword ptr [{area} + {off}], {exp:e}",
-            "jne 6f",
-            "mov {node}, qword ptr [{head}]",
-            "cmp {node}, {sentinel}",
-            "je 8f",
-            "test {node}, {tag_mask}",
-            "jnz 8f",
-            "mov {next}, qword ptr [{node} + {next_offset}]",
-            "mov qword ptr [{head}], {next}",
-            "5:",
-            "xor {ret:e}, {ret:e}",
-            "jmp 7f",
-            "8:",
-            "mov {ret:e}, 1",
-            "jmp 7f",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "mov {ret:e}, 2",
-            "jmp 7f",
-            ".popsection",
-            "7:",
+        critical_section!(
+            [
+                "mov {node}, qword ptr [{head}]",
+                "cmp {node}, {sentinel}",
+                "je 8f",
+                "test {node}, {tag_mask}",
+                "jnz 8f",
+                "mov {next}, qword ptr [{node} + {next_offset}]",
+                "mov qword ptr [{head}], {next}",
+            ],
             area = in(reg) area,
             off = const OFF,
             exp = in(reg) expected,
@@ -283,7 +257,6 @@ unsafe fn list_pop_impl<const OFF: usize>(
             node = out(reg) node,
             next = out(reg) _,
             ret = out(reg) ret,
-            options(nostack),
         );
     }
     (outcome(ret as u32), node)
@@ -327,36 +300,13 @@ unsafe fn two_store_impl<const OFF: usize>(
     let ret: u64;
     // SAFETY: as in `add_impl`; writes `rseq_cs`, `*v2` (speculative) and `*v` (the commit).
     unsafe {
-        asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "lea {ret}, [rip + 3b]",
-            "mov qword ptr [{area} + 8], {ret}",
-            "4:",
-            "cmp dword ptr [{area} + {off}], {exp:e}",
-            "jne 6f",
-            "cmp qword ptr [{v}], {expect}",
-            "jne 8f",
-            "mov qword ptr [{v2}], {newv2}",
-            "mov qword ptr [{v}], {newv}",
-            "5:",
-            "xor {ret:e}, {ret:e}",
-            "jmp 7f",
-            "8:",
-            "mov {ret:e}, 1",
-            "jmp 7f",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "mov {ret:e}, 2",
-            "jmp 7f",
-            ".popsection",
-            "7:",
+        critical_section!(
+            [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 8f",
+                "mov qword ptr [{v2}], {newv2}",
+                "mov qword ptr [{v}], {newv}",
+            ],
             area = in(reg) area,
             off = const OFF,
             exp = in(reg) expected,
@@ -366,7 +316,6 @@ unsafe fn two_store_impl<const OFF: usize>(
             newv2 = in(reg) newv2,
             newv = in(reg) newv,
             ret = out(reg) ret,
-            options(nostack),
         );
     }
     outcome(ret as u32)
@@ -417,45 +366,22 @@ unsafe fn memcpy_then_store_impl<const OFF: usize>(
     // commit). The byte loop is inside the section: an abort at any point leaves `*v`
     // unchanged, and a retry rewrites the buffer.
     unsafe {
-        asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            "lea {ret}, [rip + 3b]",
-            "mov qword ptr [{area} + 8], {ret}",
-            "4:",
-            "cmp dword ptr [{area} + {off}], {exp:e}",
-            "jne 6f",
-            "cmp qword ptr [{v}], {expect}",
-            "jne 8f",
-            "test {len}, {len}",
-            "jz 22f",
-            "23:",
-            "mov {byte:l}, byte ptr [{src}]",
-            "mov byte ptr [{dst}], {byte:l}",
-            "inc {src}",
-            "inc {dst}",
-            "dec {len}",
-            "jnz 23b",
-            "22:",
-            "mov qword ptr [{v}], {newv}",
-            "5:",
-            "xor {ret:e}, {ret:e}",
-            "jmp 7f",
-            "8:",
-            "mov {ret:e}, 1",
-            "jmp 7f",
-            ".pushsection __rseq_failure, \"ax\"",
-            ".byte 0x0f, 0xb9, 0x3d",
-            ".long 0x53053053",
-            "6:",
-            "mov {ret:e}, 2",
-            "jmp 7f",
-            ".popsection",
-            "7:",
+        critical_section!(
+            [
+                "cmp qword ptr [{v}], {expect}",
+                "jne 8f",
+                "test {len}, {len}",
+                "jz 22f",
+                "23:",
+                "mov {byte:l}, byte ptr [{src}]",
+                "mov byte ptr [{dst}], {byte:l}",
+                "inc {src}",
+                "inc {dst}",
+                "dec {len}",
+                "jnz 23b",
+                "22:",
+                "mov qword ptr [{v}], {newv}",
+            ],
             area = in(reg) area,
             off = const OFF,
             exp = in(reg) expected,
@@ -467,7 +393,6 @@ unsafe fn memcpy_then_store_impl<const OFF: usize>(
             newv = in(reg) newv,
             byte = out(reg) _,
             ret = out(reg) ret,
-            options(nostack),
         );
     }
     outcome(ret as u32)
