@@ -91,11 +91,11 @@ fn fork_child_uses_the_crate() {
     });
 }
 
-/// Installs a seccomp filter that makes the rseq syscall fail with ENOSYS, as on a kernel
-/// without rseq. Runs in the child between fork and exec, so glibc's own registration fails
+/// Installs a seccomp filter that makes the rseq syscall fail with `errno` (`ENOSYS`: as on
+/// a kernel without rseq; `EPERM`: a sandbox that forbids it). Runs in the child between fork and exec, so glibc's own registration fails
 /// too.
 #[cfg(target_arch = "x86_64")]
-fn deny_rseq_with_enosys() -> std::io::Result<()> {
+fn deny_rseq_with(errno: i32) -> std::io::Result<()> {
     const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
@@ -109,7 +109,7 @@ fn deny_rseq_with_enosys() -> std::io::Result<()> {
         insn(ret_k, 0, 0, SECCOMP_RET_ALLOW),
         insn(ld_w_abs, 0, 0, 0), // seccomp_data.nr
         insn(jeq_k, 0, 1, libc::SYS_rseq as u32),
-        insn(ret_k, 0, 0, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(ret_k, 0, 0, SECCOMP_RET_ERRNO | errno as u32),
         insn(ret_k, 0, 0, SECCOMP_RET_ALLOW),
     ];
     let prog = libc::sock_fprog {
@@ -133,10 +133,9 @@ fn deny_rseq_with_enosys() -> std::io::Result<()> {
     Ok(())
 }
 
-/// A kernel without rseq leaves the crate working on the fallback, and `status()` says so.
+/// Runs `no_rseq_child` in a child process whose rseq syscall fails with `errno`.
 #[cfg(target_arch = "x86_64")]
-#[test]
-fn kernel_without_rseq_runs_on_the_fallback() {
+fn run_without_rseq(errno: i32) {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
@@ -146,10 +145,10 @@ fn kernel_without_rseq_runs_on_the_fallback() {
         "--nocapture",
         "--test-threads=1",
     ]);
-    cmd.env("PERCID_EXPECT_NO_RSEQ", "1")
+    cmd.env("PERCID_EXPECT_NO_RSEQ", errno.to_string())
         .env_remove("PERCID_FORCE_FALLBACK");
     // SAFETY: the closure only calls prctl (async-signal-safe) between fork and exec.
-    unsafe { cmd.pre_exec(deny_rseq_with_enosys) };
+    unsafe { cmd.pre_exec(move || deny_rseq_with(errno)) };
     let out = cmd.output().expect("spawn child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -160,15 +159,28 @@ fn kernel_without_rseq_runs_on_the_fallback() {
     assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
 }
 
+/// A kernel without rseq leaves the crate working on the fallback, and `status()` says so.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn kernel_without_rseq_runs_on_the_fallback() {
+    run_without_rseq(libc::ENOSYS);
+}
+
+/// A seccomp filter that forbids rseq (EPERM) does too, with its own reason.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn forbidden_rseq_runs_on_the_fallback() {
+    run_without_rseq(libc::EPERM);
+}
+
 /// Runs only inside the seccomp child of `kernel_without_rseq_runs_on_the_fallback`.
 #[test]
 #[ignore = "run by kernel_without_rseq_runs_on_the_fallback in a seccomp-filtered child"]
 fn no_rseq_child() {
-    assert_eq!(
-        std::env::var("PERCID_EXPECT_NO_RSEQ").as_deref(),
-        Ok("1"),
-        "run through the parent test"
-    );
+    let errno: i32 = std::env::var("PERCID_EXPECT_NO_RSEQ")
+        .expect("run through the parent test")
+        .parse()
+        .unwrap();
     let st = percid::status();
     if cfg!(feature = "force-fallback") {
         assert_eq!(
@@ -177,12 +189,13 @@ fn no_rseq_child() {
             "{st}"
         );
     } else {
-        assert_eq!(
-            st.owner,
-            Owner::None(FallbackReason::KernelLacksRseq),
-            "{st}"
-        );
-        assert!(st.to_string().contains("no rseq"), "{st}");
+        let (reason, says) = if errno == libc::ENOSYS {
+            (FallbackReason::KernelLacksRseq, "no rseq")
+        } else {
+            (FallbackReason::Denied(errno), "denied")
+        };
+        assert_eq!(st.owner, Owner::None(reason), "{st}");
+        assert!(st.to_string().contains(says), "{st}");
     }
     assert!(!st.rseq_in_use && !st.mm_cid && st.feature_size == 0);
     assert_eq!(st.default_index, Index::User(percid::Policy::CacheLocal));

@@ -238,16 +238,19 @@ thread_local! {
     /// Storage for our own registration (static TLS: valid as long as the thread runs).
     static OWN_AREA: OwnArea = const { OwnArea(UnsafeCell::new(RseqArea::new())) };
     /// Unregisters our own area when the thread's TLS destructors run.
-    static OWN_GUARD: OwnRegistrationGuard = const { OwnRegistrationGuard { registered: Cell::new(false) } };
+    static OWN_GUARD: OwnRegistrationGuard = const { OwnRegistrationGuard { registered_len: Cell::new(0) } };
 }
 
+/// Our registration on this thread: the length it was registered with (0 when none), which
+/// unregistering must repeat.
 struct OwnRegistrationGuard {
-    registered: Cell<bool>,
+    registered_len: Cell<u32>,
 }
 
 impl Drop for OwnRegistrationGuard {
     fn drop(&mut self) {
-        if !self.registered.get() {
+        let len = self.registered_len.get();
+        if len == 0 {
             return;
         }
         // From here on, readers on this thread see the unregistered area.
@@ -255,16 +258,10 @@ impl Drop for OwnRegistrationGuard {
         let _ = OWN_AREA.try_with(|own| {
             // SAFETY: we registered exactly this area with exactly this length and signature
             // on this thread; unregistering has no other effect.
-            let rc = unsafe {
-                rseq_syscall(
-                    own.0.get(),
-                    own_registration_len(),
-                    abi::RSEQ_FLAG_UNREGISTER,
-                )
-            };
+            let rc = unsafe { rseq_syscall(own.0.get(), len, abi::RSEQ_FLAG_UNREGISTER) };
             debug_assert_eq!(rc, 0, "rseq unregister failed");
         });
-        self.registered.set(false);
+        self.registered_len.set(0);
     }
 }
 
@@ -339,9 +336,10 @@ fn own_area() -> *const RseqArea {
     }
     // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
     // long, valid until the thread exits; OWN_GUARD unregisters it before TLS teardown ends.
-    let rc = unsafe { rseq_syscall(area, own_registration_len(), 0) };
+    let len = own_registration_len();
+    let rc = unsafe { rseq_syscall(area, len, 0) };
     if rc == 0 {
-        let _ = OWN_GUARD.try_with(|g| g.registered.set(true));
+        let _ = OWN_GUARD.try_with(|g| g.registered_len.set(len));
         let _ = owner_cell().set(Owner::Percid);
         return area;
     }
