@@ -1,4 +1,4 @@
-//! The intermittent-burst locality benchmark (see `docs/burst.md` and `percid::burst`).
+//! The intermittent-burst locality benchmark (see the README and `percid::burst`).
 //!
 //! ```text
 //! cargo run --release --example burst -- --help

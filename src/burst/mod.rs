@@ -7,7 +7,7 @@
 //! machine ([`run`] with [`Target::Real`]) and predicts it for other machines from a machine
 //! description and a cache and coherence cost model ([`Target::Preset`],
 //! [`Target::Describe`]). The command-line front is `examples/burst.rs`
-//! (`cargo run --release --example burst -- --help`); `docs/burst.md` is the user's guide.
+//! (`cargo run --release --example burst -- --help`); the README section "The burst benchmark" is the user's guide.
 //!
 //! | file | concern |
 //! |---|---|
