@@ -90,7 +90,7 @@ impl fmt::Display for ModelError {
         match self {
             ModelError::Missing { machine } => write!(
                 f,
-                "machine description {machine:?} has no cost_model object (see the README, section "The burst benchmark")"
+                "machine description {machine:?} has no cost_model object (see the README, section \"The burst benchmark\")"
             ),
             ModelError::Invalid(why) => write!(f, "invalid cost_model: {why}"),
         }
