@@ -169,7 +169,7 @@ fn list_conserves_every_element() {
                             list.push(e);
                         }
                         drains += 1;
-                        std::thread::sleep(std::time::Duration::from_millis(2));
+                        std::thread::sleep(std::time::Duration::from_micros(100));
                     }
                     drains
                 });
