@@ -173,13 +173,14 @@ impl<T> List<T> {
 
 impl<T> Drop for List<T> {
     fn drop(&mut self) {
-        // `&mut self`: no operation can run; free every node.
+        // `&mut self`: no operation can run; free every node. Empty slots are only read, so
+        // untouched slots stay unpopulated.
         for s in 0..self.heads.nr_slots() {
-            let mut p = self
-                .heads
-                .get(s)
-                .map_or(0, |h| h.swap(0, Ordering::Relaxed))
-                & !TAG;
+            let Some(head) = self.heads.get(s) else { break };
+            if head.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut p = head.swap(0, Ordering::Relaxed) & !TAG;
             while p != 0 {
                 // SAFETY: exclusive access; every node is a live boxed Node<T>.
                 let node = unsafe { Box::from_raw(p as *mut Node<T>) };
