@@ -275,9 +275,10 @@ impl<T: SlotSafe> PerCpu<T> {
                     return Some(r);
                 }
             },
-            Resolved::Lease(_) => loop {
-                let (current, slot) = self.enter(index)?;
-                if let Some(r) = op(&current, slot) {
+            Resolved::Lease(alloc) => loop {
+                let lease = alloc.acquire();
+                let slot = self.get(lease.cid() as usize)?;
+                if let Some(r) = op(&Current::Lease(lease), slot) {
                     return Some(r);
                 }
             },
