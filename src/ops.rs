@@ -27,10 +27,10 @@
 //! and lease-path writes are relaxed atomic stores (release where the operation says so),
 //! so concurrent readers never see a torn value and Rust's model has no data race.
 
-use crate::index::{CidAllocator, CidLease, Policy};
+use crate::index::{CidLease, fallback_allocator};
+use crate::rseq::IndexMode;
+use crate::rseq::abi::RseqArea;
 pub use crate::rseq::arch::Outcome;
-use crate::rseq::{IndexMode, status};
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// The calling thread's slot, and how to operate on it.
@@ -45,23 +45,21 @@ pub enum Current<'a> {
         mode: IndexMode,
         /// The index the slot was chosen by.
         index: u32,
-        /// Keeps `Current` on the thread that read the index.
+        /// The thread's rseq area the index was read from (a raw pointer: it also keeps
+        /// `Current` on that thread).
         #[doc(hidden)]
-        _thread: PhantomData<*const ()>,
+        area: *const RseqArea,
     },
     /// A CID lease: the slot is exclusively this thread's while the lease lives.
     Lease(CidLease<'a>),
 }
 
 impl Current<'_> {
-    /// An rseq slot: `index` must have been read with `mode.read()` on this thread.
+    /// An rseq slot: `index` must have been read from `area`, the calling thread's
+    /// registered area.
     #[inline]
-    pub(crate) fn rseq(mode: IndexMode, index: u32) -> Self {
-        Current::Rseq {
-            mode,
-            index,
-            _thread: PhantomData,
-        }
+    pub(crate) fn rseq(area: *const RseqArea, mode: IndexMode, index: u32) -> Self {
+        Current::Rseq { mode, index, area }
     }
 
     /// The slot index.
@@ -78,11 +76,11 @@ impl Current<'_> {
     pub fn add(&self, v: &AtomicU64, n: u64) -> Outcome {
         match self {
             #[cfg(percid_rseq_asm)]
-            // SAFETY: `index` was read with `mode.read()` on this thread (Resolved::enter);
+            // SAFETY: `index` was read from `area`, this thread's registered area (Current::rseq);
             // `v` is a valid AtomicU64 whose concurrent accessors are critical sections on the
             // same slot or atomic loads.
-            Current::Rseq { mode, index, .. } => unsafe {
-                crate::rseq::arch::x86_64::add(*mode, *index, v.as_ptr(), n)
+            Current::Rseq { mode, index, area } => unsafe {
+                crate::rseq::arch::x86_64::add(*area, *mode, *index, v.as_ptr(), n)
             },
             #[cfg(not(percid_rseq_asm))]
             Current::Rseq { .. } => unreachable!("rseq resolution requires critical sections"),
@@ -99,8 +97,9 @@ impl Current<'_> {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`.
-            Current::Rseq { mode, index, .. } => unsafe {
+            Current::Rseq { mode, index, area } => unsafe {
                 crate::rseq::arch::x86_64::compare_and_store(
+                    *area,
                     *mode,
                     *index,
                     v.as_ptr(),
@@ -138,8 +137,9 @@ impl Current<'_> {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`; node validity is the caller's contract.
-            Current::Rseq { mode, index, .. } => unsafe {
+            Current::Rseq { mode, index, area } => unsafe {
                 crate::rseq::arch::x86_64::list_pop(
+                    *area,
                     *mode,
                     *index,
                     head.as_ptr(),
@@ -181,9 +181,10 @@ impl Current<'_> {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`.
-            Current::Rseq { mode, index, .. } => unsafe {
+            Current::Rseq { mode, index, area } => unsafe {
                 let _ = release; // x86 stores are releases.
                 crate::rseq::arch::x86_64::two_store(
+                    *area,
                     *mode,
                     *index,
                     v.as_ptr(),
@@ -233,8 +234,9 @@ impl Current<'_> {
         match self {
             #[cfg(percid_rseq_asm)]
             // SAFETY: as in `add`; buffer validity is the caller's contract.
-            Current::Rseq { mode, index, .. } => unsafe {
+            Current::Rseq { mode, index, area } => unsafe {
                 crate::rseq::arch::x86_64::memcpy_then_store(
+                    *area,
                     *mode,
                     *index,
                     v.as_ptr(),
@@ -266,11 +268,11 @@ impl Current<'_> {
 /// Whether the free functions use rseq critical sections for `mode` in this process.
 #[inline]
 pub fn uses_rseq(mode: IndexMode) -> bool {
-    status::rseq_usable() && (mode == IndexMode::CpuId || status::mm_cid_available())
-}
-
-fn fallback_allocator() -> &'static CidAllocator {
-    CidAllocator::global(Policy::CacheLocal)
+    let index = match mode {
+        IndexMode::CpuId => crate::Index::CpuId,
+        IndexMode::MmCid => crate::Index::MmCid,
+    };
+    index.resolve().is_rseq()
 }
 
 /// The index to pass as `expected` to the free functions for `mode`: the rseq field, or on
@@ -305,7 +307,7 @@ pub unsafe fn add(mode: IndexMode, expected: u32, v: *mut u64, n: u64) -> Outcom
     // SAFETY: the caller guarantees `v` is a valid, aligned u64 used atomically.
     let atomic = unsafe { AtomicU64::from_ptr(v) };
     if uses_rseq(mode) {
-        Current::rseq(mode, expected).add(atomic, n)
+        Current::rseq(crate::rseq::registration::area(), mode, expected).add(atomic, n)
     } else {
         with_exact_lease(expected, |c| c.add(atomic, n))
     }
@@ -326,7 +328,8 @@ pub unsafe fn compare_and_store(
     // SAFETY: as in `add`.
     let atomic = unsafe { AtomicU64::from_ptr(v) };
     if uses_rseq(mode) {
-        Current::rseq(mode, expected).compare_and_store(atomic, expect, newv)
+        Current::rseq(crate::rseq::registration::area(), mode, expected)
+            .compare_and_store(atomic, expect, newv)
     } else {
         with_exact_lease(expected, |c| c.compare_and_store(atomic, expect, newv))
     }
@@ -348,7 +351,13 @@ pub unsafe fn list_pop(
     let head = unsafe { AtomicPtr::from_ptr(head) };
     if uses_rseq(mode) {
         // SAFETY: forwarded.
-        unsafe { Current::rseq(mode, expected).list_pop(head, tag_mask, next_offset) }
+        unsafe {
+            Current::rseq(crate::rseq::registration::area(), mode, expected).list_pop(
+                head,
+                tag_mask,
+                next_offset,
+            )
+        }
     } else {
         match fallback_allocator().try_acquire_exact(expected) {
             // SAFETY: forwarded.
@@ -377,7 +386,8 @@ pub unsafe fn two_store(
     // SAFETY: as in `add`.
     let (a, a2) = unsafe { (AtomicU64::from_ptr(v), AtomicU64::from_ptr(v2)) };
     if uses_rseq(mode) {
-        Current::rseq(mode, expected).two_store(a, expect, a2, newv2, newv, release)
+        Current::rseq(crate::rseq::registration::area(), mode, expected)
+            .two_store(a, expect, a2, newv2, newv, release)
     } else {
         with_exact_lease(expected, |c| {
             c.two_store(a, expect, a2, newv2, newv, release)
@@ -405,7 +415,10 @@ pub unsafe fn memcpy_then_store(
     let a = unsafe { AtomicU64::from_ptr(v) };
     if uses_rseq(mode) {
         // SAFETY: forwarded.
-        unsafe { Current::rseq(mode, expected).memcpy_then_store(a, expect, dst, src, len, newv) }
+        unsafe {
+            Current::rseq(crate::rseq::registration::area(), mode, expected)
+                .memcpy_then_store(a, expect, dst, src, len, newv)
+        }
     } else {
         // SAFETY: forwarded.
         with_exact_lease(expected, |c| unsafe {

@@ -269,9 +269,9 @@ impl<T: SlotSafe> PerCpu<T> {
     ) -> Option<R> {
         match index {
             Resolved::Rseq(mode) => loop {
-                let i = crate::rseq::read_resolved(mode)?;
+                let (area, i) = crate::rseq::read_resolved(mode)?;
                 let slot = self.get(i as usize)?;
-                if let Some(r) = op(&Current::rseq(mode, i), slot) {
+                if let Some(r) = op(&Current::rseq(area, mode, i), slot) {
                     return Some(r);
                 }
             },

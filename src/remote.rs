@@ -21,7 +21,7 @@
 //! Structures that drain resolve their index with [`resolve_drainable`]: rseq only where
 //! the membarrier command exists, leases otherwise.
 
-use crate::index::{CidAllocator, Index, Policy, Resolved};
+use crate::index::{self, Index, Resolved};
 use crate::rseq::membarrier;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) fn resolve_drainable(index: Index) -> Resolved {
     match index.resolve() {
         Resolved::Rseq(_) if !membarrier::rseq_fence_ready() => {
-            Resolved::Lease(CidAllocator::global(Policy::CacheLocal))
+            Resolved::Lease(index::fallback_allocator())
         }
         r => r,
     }

@@ -16,14 +16,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, fence};
 const MODES: [IndexMode; 2] = [IndexMode::CpuId, IndexMode::MmCid];
 
 fn slots() -> usize {
-    let n = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
-    let max: usize = n
-        .trim()
-        .split(',')
-        .map(|p| p.rsplit('-').next().unwrap().parse::<usize>().unwrap())
-        .max()
-        .unwrap();
-    max + 1
+    percid::topology::possible_cpu_count()
 }
 
 /// The index for `mode` on this thread, checked against the slot count.

@@ -127,9 +127,7 @@ impl Index {
             Index::MmCid if status::rseq_usable() && status::mm_cid_available() => {
                 Resolved::Rseq(IndexMode::MmCid)
             }
-            Index::CpuId | Index::MmCid => {
-                Resolved::Lease(CidAllocator::global(Policy::CacheLocal))
-            }
+            Index::CpuId | Index::MmCid => Resolved::Lease(fallback_allocator()),
             Index::User(policy) => Resolved::Lease(CidAllocator::global(policy)),
         }
     }
@@ -163,6 +161,12 @@ impl std::str::FromStr for Index {
     }
 }
 
+/// The allocator every rseq index falls back to: the process-wide cache-local one (the
+/// imitation of the kernel's mm_cid of Linux 6.13-6.18).
+pub(crate) fn fallback_allocator() -> &'static CidAllocator {
+    CidAllocator::global(Policy::CacheLocal)
+}
+
 /// How a structure's slots are accessed, decided once at construction.
 #[derive(Debug, Clone, Copy)]
 pub enum Resolved {
@@ -179,7 +183,9 @@ impl Resolved {
     pub fn enter(self, nr_slots: usize) -> Option<Current<'static>> {
         match self {
             Resolved::Rseq(mode) => match crate::rseq::read_resolved(mode) {
-                Some(index) if (index as usize) < nr_slots => Some(Current::rseq(mode, index)),
+                Some((area, index)) if (index as usize) < nr_slots => {
+                    Some(Current::rseq(area, mode, index))
+                }
                 _ => None,
             },
             Resolved::Lease(alloc) => {

@@ -52,9 +52,10 @@ impl IndexMode {
 
 /// Reads `mode`'s field for a structure that already resolved to rseq with this mode (so
 /// the process-wide feature checks were done at construction): one TLS load, two volatile
-/// loads. `None` if the calling thread has no registered area.
+/// loads. Returns the thread's area with the index, for the critical section that follows;
+/// `None` if the calling thread has no registered area.
 #[inline(always)]
-pub(crate) fn read_resolved(mode: IndexMode) -> Option<u32> {
+pub(crate) fn read_resolved(mode: IndexMode) -> Option<(*const abi::RseqArea, u32)> {
     let a = registration::area();
     // SAFETY: `area()` is never null and valid for reads for the thread's lifetime; the
     // field is within the active feature size (checked when the structure resolved).
@@ -63,8 +64,9 @@ pub(crate) fn read_resolved(mode: IndexMode) -> Option<u32> {
         if (cpu as i32) < 0 {
             return None;
         }
-        Some(ptr::read_volatile(
-            (a as *const u8).add(mode.field_offset()) as *const u32,
+        Some((
+            a,
+            ptr::read_volatile((a as *const u8).add(mode.field_offset()) as *const u32),
         ))
     }
 }

@@ -121,6 +121,7 @@ mod sysfs;
 
 use std::path::Path;
 
+pub use crate::util::possible_cpu_count;
 pub use affinity::{
     allowed_cpus, current_cpu, current_thread_affinity, pin_current_thread,
     pin_current_thread_to_cpu,

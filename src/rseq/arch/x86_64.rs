@@ -34,9 +34,11 @@
 //!
 //! # Safety contract shared by every function
 //!
-//! * `expected` must have been read on the calling thread with [`IndexMode::read`], which
-//!   returns `Some` only when the thread has a registered area and (for `MmCid`) the kernel
-//!   maintains `mm_cid`; so `area` is writable at `rseq_cs` and the compared field is live.
+//! * `area` must be the calling thread's registered rseq area, and `expected` read from it on
+//!   this thread (as [`IndexMode::read`] does: it returns `Some` only when the thread has a
+//!   registered area and, for `MmCid`, the kernel maintains `mm_cid`); so `area` is writable
+//!   at `rseq_cs` and the compared field is live. Callers pass the area they read the index
+//!   from, so an operation costs no second thread-local lookup.
 //! * Every pointer must be valid for the accesses listed, and the memory must only be
 //!   accessed concurrently by other rseq critical sections indexed by the same source or by
 //!   atomic loads (the committing stores are single aligned 8-byte stores).
@@ -44,7 +46,6 @@
 use super::Outcome;
 use crate::rseq::IndexMode;
 use crate::rseq::abi::{RSEQ_SIG, RseqArea};
-use crate::rseq::registration;
 use core::arch::asm;
 
 const CPU_ID: usize = IndexMode::CpuId.field_offset();
@@ -114,8 +115,13 @@ macro_rules! critical_section {
 /// # Safety
 /// See the module's safety contract; `v` valid for reads and writes.
 #[inline(always)]
-pub unsafe fn add(mode: IndexMode, expected: u32, v: *mut u64, n: u64) -> Outcome {
-    let area = registration::area();
+pub unsafe fn add(
+    area: *const RseqArea,
+    mode: IndexMode,
+    expected: u32,
+    v: *mut u64,
+    n: u64,
+) -> Outcome {
     // SAFETY: forwarded (module contract).
     unsafe { by_mode!(mode, add_impl(area, expected, v, n)) }
 }
@@ -152,13 +158,13 @@ unsafe fn add_impl<const OFF: usize>(
 /// See the module's safety contract; `v` valid for reads and writes.
 #[inline(always)]
 pub unsafe fn compare_and_store(
+    area: *const RseqArea,
     mode: IndexMode,
     expected: u32,
     v: *mut u64,
     expect: u64,
     newv: u64,
 ) -> Outcome {
-    let area = registration::area();
     // SAFETY: forwarded (module contract).
     unsafe {
         by_mode!(
@@ -207,6 +213,7 @@ unsafe fn compare_and_store_impl<const OFF: usize>(
 /// from `head` valid for reading a pointer at `next_offset`.
 #[inline(always)]
 pub unsafe fn list_pop(
+    area: *const RseqArea,
     mode: IndexMode,
     expected: u32,
     head: *mut *mut u8,
@@ -214,7 +221,6 @@ pub unsafe fn list_pop(
     tag_mask: usize,
     next_offset: usize,
 ) -> (Outcome, *mut u8) {
-    let area = registration::area();
     // SAFETY: forwarded (module contract).
     unsafe {
         by_mode!(
@@ -268,7 +274,9 @@ unsafe fn list_pop_impl<const OFF: usize>(
 /// # Safety
 /// See the module's safety contract; `v` and `v2` valid for writes (`v` for reads).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn two_store(
+    area: *const RseqArea,
     mode: IndexMode,
     expected: u32,
     v: *mut u64,
@@ -277,7 +285,6 @@ pub unsafe fn two_store(
     newv2: u64,
     newv: u64,
 ) -> Outcome {
-    let area = registration::area();
     // SAFETY: forwarded (module contract).
     unsafe {
         by_mode!(
@@ -330,6 +337,7 @@ unsafe fn two_store_impl<const OFF: usize>(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn memcpy_then_store(
+    area: *const RseqArea,
     mode: IndexMode,
     expected: u32,
     v: *mut u64,
@@ -339,7 +347,6 @@ pub unsafe fn memcpy_then_store(
     len: usize,
     newv: u64,
 ) -> Outcome {
-    let area = registration::area();
     // SAFETY: forwarded (module contract).
     unsafe {
         by_mode!(
