@@ -20,6 +20,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[derive(Default)]
 #[repr(align(128))]
 struct Padded(AtomicU64);
 
@@ -86,7 +87,7 @@ fn batched(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
-        let batched = BatchedCounter::new(64).unwrap();
+        let batched = BatchedCounter::new(64);
         with_workers(
             threads,
             |_| batched.add(black_box(1)),
@@ -107,7 +108,7 @@ fn batched(c: &mut Criterion) {
             },
         );
     }
-    let batched = BatchedCounter::new(64).unwrap();
+    let batched = BatchedCounter::new(64);
     batched.add(1);
     group.bench_function("batched-read", |b| b.iter(|| black_box(batched.read())));
     let exact = Counter::new();
@@ -163,7 +164,7 @@ fn limits(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
-        let limit = Limit::new(1 << 40, 64).unwrap();
+        let limit = Limit::new(1 << 40, 64);
         with_workers(
             threads,
             |_| {
@@ -212,5 +213,95 @@ fn limits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, counters, batched, limits);
+/// Sitting at the limit. `refused`: the limit is full and holds no stock, so every charge is
+/// refused; the drain hints let it fail without a drain (a mutex, a read of every slot and a
+/// membarrier), against an atomic limit's refused compare-and-swap. `near`: a limit just above
+/// what the threads' stocks can hold, charged and uncharged one unit at a time, so charges
+/// keep meeting stock held in the other thread's slot. The drains and fences per operation
+/// are printed after each case.
+fn at_limit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limit_at_limit");
+    group
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for threads in [1usize, 2] {
+        let limit = Limit::new(1000, 16);
+        while limit.try_charge(1).is_ok() {}
+        let ops = Ops::default();
+        with_workers(
+            threads,
+            |t| {
+                assert!(limit.try_charge(black_box(1)).is_err());
+                ops.count(t);
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("percid-refused", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
+        report("refused", threads, &limit, ops.total());
+        let atomic = AtomicLimit {
+            usage: AtomicU64::new(1000),
+            limit: 1000,
+        };
+        with_workers(
+            threads,
+            |_| assert!(!atomic.try_charge(black_box(1))),
+            |run| {
+                group.bench_function(BenchmarkId::new("atomic-refused", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
+
+        let limit = Limit::new(threads as u64 * 16 + 4, 16);
+        let ops = Ops::default();
+        with_workers(
+            threads,
+            |t| {
+                if limit.try_charge(black_box(1)).is_ok() {
+                    limit.uncharge(1);
+                }
+                ops.count(t);
+            },
+            |run| {
+                group.bench_function(BenchmarkId::new("percid-near", threads), |b| {
+                    b.iter_custom(run)
+                });
+            },
+        );
+        report("near", threads, &limit, ops.total());
+    }
+    group.finish();
+}
+
+/// Operations per worker, each on its own cache line (a plain load and store: no shared
+/// read-modify-write in the measured loop).
+#[derive(Default)]
+struct Ops([Padded; 2]);
+
+impl Ops {
+    fn count(&self, t: usize) {
+        let c = &self.0[t % 2].0;
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    fn total(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+fn report(case: &str, threads: usize, limit: &Limit, ops: u64) {
+    let s = limit.stats();
+    let per_m = |n: u64| n as f64 * 1e6 / ops.max(1) as f64;
+    eprintln!(
+        "limit_at_limit/{case}/{threads}: per million operations: {:.1} drains, {:.1} fences, {:.1} skipped drains, {:.1} refused ({ops} operations)",
+        per_m(s.drains),
+        per_m(s.fences),
+        per_m(s.drains_skipped),
+        per_m(s.refused)
+    );
+}
+
+criterion_group!(benches, counters, batched, limits, at_limit);
 criterion_main!(benches);

@@ -18,7 +18,7 @@ fn lists(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for threads in [1usize, 2] {
-        let list = List::new().unwrap();
+        let list = List::new();
         with_workers(
             threads,
             |_| {
@@ -30,7 +30,7 @@ fn lists(c: &mut Criterion) {
                 group.bench_function(id, |b| b.iter_custom(run));
             },
         );
-        let fallback = List::with_index(Index::User(Policy::CacheLocal)).unwrap();
+        let fallback = List::with_index(Index::User(Policy::CacheLocal));
         with_workers(
             threads,
             |_| {

@@ -3,6 +3,7 @@
 //!
 //! Run: `cargo bench --bench pool`. Kept short (small samples) for a shared machine.
 
+use percid::Index;
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::time::Duration;
@@ -21,7 +22,7 @@ struct Padded(u64);
 
 fn resolution(c: &mut Criterion) {
     let pool = Pool::new(PoolConfig::new().slots(SLOTS)).unwrap();
-    let per_cpu = PerCpu::new_in(&pool, 1u64).unwrap();
+    let per_cpu = PerCpu::in_pool(&pool, Index::default(), 1u64).unwrap();
     let item: NonNull<u8> = pool.alloc_init(&1u64.to_ne_bytes()).unwrap();
     let stride = pool.stride();
     let vec: Vec<Padded> = (0..SLOTS).map(|_| Padded(1)).collect();
@@ -83,7 +84,7 @@ fn alloc_free(c: &mut Criterion) {
         // Touch slot 0 of the item, as a user would, so the pair also rewrites one slot.
         g.bench_function(format!("per_cpu_u64_{name}"), |b| {
             b.iter(|| {
-                let mut v = PerCpu::new_in(&pool, black_box(7u64)).unwrap();
+                let mut v = PerCpu::in_pool(&pool, Index::default(), black_box(7u64)).unwrap();
                 *v.get_mut(0).unwrap() += 1;
                 drop(v);
             })

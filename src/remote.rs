@@ -4,8 +4,12 @@
 //! that holds it* (an rseq critical section checks its own CPU or CID; a lease excludes
 //! other lease holders). A drain runs on some other thread and must exclude them too.
 //!
-//! * **Leases**: take a lease on exactly that CID ([`CidAllocator::try_acquire_exact`],
-//!   yielding while another thread holds it); the slot is then the drainer's.
+//! * **Leases**: take a lease on exactly that CID ([`CidAllocator::try_acquire_exact`]),
+//!   yielding while another thread holds it; the slot is then the drainer's. If the drainer
+//!   itself holds that CID (a drain started from inside another structure's operation on the
+//!   same allocator, e.g. a `Limit::try_charge` inside a `PerCpu::run` closure), the slot is
+//!   already exclusively the drainer's: it proceeds without a second lease instead of waiting
+//!   for itself ([`CidAllocator::held_by_current_thread`]).
 //! * **rseq**: no lease exists, and under mm_cid there is no CID-to-CPU map to target.
 //!   The drainer sets a *lock bit* in the slot's word with an atomic `fetch_or`, then calls
 //!   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ)`, which restarts every critical
@@ -16,70 +20,130 @@
 //!   the fence returned (overwriting the bit: the drainer sees the bit gone and tries
 //!   again) or was restarted. So once the fence returns and the bit is still there, no
 //!   critical section can change the word: the drainer owns it until it stores the
-//!   unlocked value back.
+//!   unlocked value back. If the fence fails (the kernel refuses it), the drainer clears the
+//!   lock bits it set and reports it: a slot is never left locked.
 //!
-//! Structures that drain resolve their index with [`resolve_drainable`]: rseq only where
-//! the membarrier command exists, leases otherwise.
+//! Structures that drain choose their access with `Access::drainable`: rseq only where the
+//! membarrier command exists, leases otherwise.
 
-use crate::index::{self, Index, Resolved};
+use crate::index::CidAllocator;
+use crate::ops::Access;
 use crate::rseq::membarrier;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Resolves `index` for a structure that drains: like [`Index::resolve`], but rseq only
-/// where the membarrier rseq fence is available and the process registered for it.
-pub(crate) fn resolve_drainable(index: Index) -> Resolved {
-    match index.resolve() {
-        Resolved::Rseq(_) if !membarrier::rseq_fence_ready() => {
-            Resolved::Lease(index::fallback_allocator())
+/// Counters of a structure's drains, for its stats view.
+#[derive(Debug, Default)]
+pub(crate) struct DrainCounters {
+    /// Drains that ran (took the drain lock and looked at the slots).
+    pub drains: AtomicU64,
+    /// `membarrier` fences issued.
+    pub fences: AtomicU64,
+    /// Slots taken (non-zero words moved out).
+    pub slots_taken: AtomicU64,
+    /// Fences the kernel refused (the drain then gave up on the locked slots).
+    pub fence_failures: AtomicU64,
+}
+
+impl DrainCounters {
+    pub(crate) const fn new() -> DrainCounters {
+        DrainCounters {
+            drains: AtomicU64::new(0),
+            fences: AtomicU64::new(0),
+            slots_taken: AtomicU64::new(0),
+            fence_failures: AtomicU64::new(0),
         }
-        r => r,
     }
 }
 
-/// Takes every non-zero slot word of a structure: for each slot `s` whose word is non-zero,
-/// gains exclusive access (see the module docs), passes the word's value (without `lock`)
-/// to `take(s, value)`, and leaves the word 0.
+/// The membarrier rseq fence failed during a drain: the slots it had locked were unlocked
+/// and left in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FenceFailed;
+
+impl fmt::Display for FenceFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the membarrier rseq fence failed: slots left in place")
+    }
+}
+
+/// How many times a drain retries a refused fence before giving up.
+const FENCE_ATTEMPTS: u32 = 3;
+
+/// Takes every non-zero slot word of a structure: for each slot `s` in `slots` whose word is
+/// non-zero, gains exclusive access (see the module docs), passes the word's value (without
+/// `lock`) to `take(s, value)`, and leaves the word 0.
 ///
 /// `lock` must be a bit no legitimate value of the word uses, and every per-slot operation
 /// on these words must fail when it is set. Callers serialise drains of one structure
 /// (two drainers could otherwise both see their lock bit and take the same value).
 pub(crate) fn take_slots<'a>(
-    resolved: Resolved,
-    nr_slots: usize,
+    access: Access,
+    slots: impl Iterator<Item = usize> + Clone,
     word: impl Fn(usize) -> &'a AtomicU64,
     lock: u64,
+    counters: &DrainCounters,
+    take: impl FnMut(usize, u64),
+) -> Result<(), FenceFailed> {
+    take_slots_with(
+        access,
+        slots,
+        word,
+        lock,
+        counters,
+        membarrier::fence_rseq,
+        take,
+    )
+}
+
+/// [`take_slots`] with the fence as a parameter (tests inject failures).
+pub(crate) fn take_slots_with<'a>(
+    access: Access,
+    slots: impl Iterator<Item = usize> + Clone,
+    word: impl Fn(usize) -> &'a AtomicU64,
+    lock: u64,
+    counters: &DrainCounters,
+    mut fence: impl FnMut() -> bool,
     mut take: impl FnMut(usize, u64),
-) {
-    match resolved {
-        Resolved::Lease(alloc) => {
-            for s in 0..nr_slots.min(alloc.capacity() as usize) {
+) -> Result<(), FenceFailed> {
+    counters.drains.fetch_add(1, Ordering::Relaxed);
+    match access {
+        Access::Lease(alloc) => {
+            for s in slots.filter(|&s| s < alloc.capacity() as usize) {
                 if word(s).load(Ordering::Relaxed) == 0 {
                     continue;
                 }
-                let lease = loop {
-                    match alloc.try_acquire_exact(s as u32) {
-                        Some(lease) => break lease,
-                        None => std::thread::yield_now(),
-                    }
-                };
-                let v = word(s).swap(0, Ordering::Acquire);
-                drop(lease);
-                take(s, v);
+                let v = with_exact_slot(alloc, s as u32, || word(s).swap(0, Ordering::Acquire));
+                if v != 0 {
+                    counters.slots_taken.fetch_add(1, Ordering::Relaxed);
+                    take(s, v);
+                }
             }
+            Ok(())
         }
-        Resolved::Rseq(_) => {
-            let mut pending: Vec<usize> = (0..nr_slots)
+        Access::Rseq(_) => {
+            let mut pending: Vec<usize> = slots
                 .filter(|&s| word(s).load(Ordering::Relaxed) != 0)
                 .collect();
+            let mut refused = 0;
             while !pending.is_empty() {
                 for &s in &pending {
                     word(s).fetch_or(lock, Ordering::AcqRel);
                 }
-                let fenced = membarrier::fence_rseq();
-                assert!(
-                    fenced,
-                    "percid: membarrier rseq fence failed after it was reported available"
-                );
+                if !fence() {
+                    counters.fence_failures.fetch_add(1, Ordering::Relaxed);
+                    refused += 1;
+                    if refused >= FENCE_ATTEMPTS {
+                        // Never leave a slot locked: clear our bits (a section may have
+                        // overwritten some already; clearing a clear bit is harmless).
+                        for &s in &pending {
+                            word(s).fetch_and(!lock, Ordering::AcqRel);
+                        }
+                        return Err(FenceFailed);
+                    }
+                    continue;
+                }
+                counters.fences.fetch_add(1, Ordering::Relaxed);
                 pending.retain(|&s| {
                     let w = word(s).load(Ordering::Acquire);
                     if w & lock == 0 {
@@ -87,10 +151,104 @@ pub(crate) fn take_slots<'a>(
                     }
                     // Locked and fenced: no critical section can commit to this word.
                     word(s).store(0, Ordering::Release);
-                    take(s, w & !lock);
+                    let v = w & !lock;
+                    if v != 0 {
+                        counters.slots_taken.fetch_add(1, Ordering::Relaxed);
+                        take(s, v);
+                    }
                     false
                 });
             }
+            Ok(())
         }
+    }
+}
+
+/// Runs `op` with exclusive access to CID `cid` of `alloc`: under an exact lease, or
+/// directly when the calling thread already holds that CID (waiting would wait for itself).
+pub(crate) fn with_exact_slot<R>(alloc: &CidAllocator, cid: u32, op: impl FnOnce() -> R) -> R {
+    let mut spins = 0u32;
+    loop {
+        if let Some(_lease) = alloc.try_acquire_exact(cid) {
+            return op();
+        }
+        if alloc.held_by_current_thread(cid) {
+            return op();
+        }
+        spins += 1;
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{AllocatorConfig, Policy};
+    use crate::rseq::IndexMode;
+
+    #[test]
+    fn a_refused_fence_leaves_no_slot_locked() {
+        const LOCK: u64 = 1 << 63;
+        let words: Vec<AtomicU64> = [5u64, 0, 7].into_iter().map(AtomicU64::new).collect();
+        let counters = DrainCounters::new();
+        let mut taken = Vec::new();
+        let r = take_slots_with(
+            Access::Rseq(IndexMode::CpuId),
+            0..words.len(),
+            |s| &words[s],
+            LOCK,
+            &counters,
+            || false,
+            |s, v| taken.push((s, v)),
+        );
+        assert_eq!(r, Err(FenceFailed));
+        assert!(taken.is_empty());
+        let left: Vec<u64> = words.iter().map(|w| w.load(Ordering::Relaxed)).collect();
+        assert_eq!(left, [5, 0, 7], "values kept, lock bits cleared");
+        assert_eq!(counters.fence_failures.load(Ordering::Relaxed), 3);
+        // A fence that works once the kernel agrees again: everything is taken.
+        let mut calls = 0;
+        let r = take_slots_with(
+            Access::Rseq(IndexMode::CpuId),
+            0..words.len(),
+            |s| &words[s],
+            LOCK,
+            &counters,
+            || {
+                calls += 1;
+                calls > 1
+            },
+            |s, v| taken.push((s, v)),
+        );
+        assert_eq!(r, Ok(()));
+        assert_eq!(taken, [(0, 5), (2, 7)]);
+        assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn a_drain_inside_the_drainers_own_lease_does_not_wait_for_itself() {
+        let alloc: &'static CidAllocator = Box::leak(Box::new(CidAllocator::new(
+            AllocatorConfig::new(Policy::CacheLocal).with_capacity(4),
+        )));
+        let words: Vec<AtomicU64> = (0..4).map(|_| AtomicU64::new(3)).collect();
+        let held = alloc.acquire();
+        let mine = held.cid() as usize;
+        let counters = DrainCounters::new();
+        let mut taken = 0;
+        take_slots(
+            Access::Lease(alloc),
+            0..4,
+            |s| &words[s],
+            1 << 63,
+            &counters,
+            |_, v| taken += v,
+        )
+        .unwrap();
+        assert_eq!(taken, 12, "slot {mine}, held by this thread, was taken too");
+        drop(held);
     }
 }

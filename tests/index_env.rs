@@ -45,7 +45,12 @@ fn a_bad_percid_index_is_reported() {
 #[test]
 #[ignore = "run by percid_index_overrides_the_default in a child process"]
 fn index_child() {
-    let expect = std::env::var("PERCID_EXPECT_INDEX").expect("run through the parent test");
+    // Only meaningful in the child that `percid_index_overrides_the_default` starts: run
+    // directly (`--include-ignored`), there is nothing to check.
+    let Ok(expect) = std::env::var("PERCID_EXPECT_INDEX") else {
+        eprintln!("index_child: not started by its parent test: nothing to check");
+        return;
+    };
     assert_eq!(Index::from_env().unwrap().unwrap().name(), expect);
     assert_eq!(Index::default().name(), expect);
     assert_eq!(percid::status().default_index.name(), expect);
@@ -55,6 +60,10 @@ fn index_child() {
 #[test]
 #[ignore = "run by a_bad_percid_index_is_reported in a child process"]
 fn bad_index_child() {
+    if std::env::var_os("PERCID_EXPECT_INDEX").is_none() {
+        eprintln!("bad_index_child: not started by its parent test: nothing to check");
+        return;
+    }
     let err = Index::from_env().unwrap_err();
     assert!(
         err.to_string().contains("\"gpu\"") && err.to_string().contains("user-legacy"),

@@ -1,6 +1,7 @@
 //! Pool and PerCpu behaviour: allocation, size classes, configuration errors, range growth,
 //! init values, robust mode, typed handles.
 
+use percid::Index;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,6 +129,13 @@ fn bad_configurations_are_typed_errors() {
     let e = Pool::new(PoolConfig::new().slots(0)).unwrap_err();
     assert!(matches!(e, PoolError::ZeroSlots), "{e}");
     let e = Pool::new(PoolConfig::new().slots(usize::MAX / 1024)).unwrap_err();
+    assert!(matches!(e, PoolError::TooManySlots { .. }), "{e}");
+    let e = Pool::new(
+        PoolConfig::new()
+            .slots(percid::pool::MAX_SLOTS)
+            .stride(1 << 62),
+    )
+    .unwrap_err();
     assert!(matches!(e, PoolError::ReservationTooLarge { .. }), "{e}");
     let e = Pool::new(PoolConfig::new().max_ranges(0)).unwrap_err();
     assert!(matches!(e, PoolError::ZeroRangeLimit), "{e}");
@@ -137,7 +145,7 @@ fn bad_configurations_are_typed_errors() {
     let p = Pool::new(PoolConfig::new().stride(PAGE.max(page())).slots(2)).unwrap();
     let e = p.alloc(p.stride() + 1).unwrap_err();
     assert!(matches!(e, PoolError::ItemTooLarge { .. }), "{e}");
-    let e = PerCpu::new_in(&p, [0u8; 1 << 17]).unwrap_err();
+    let e = PerCpu::in_pool(&p, Index::default(), [0u8; 1 << 17]).unwrap_err();
     assert!(matches!(e, PoolError::ItemTooLarge { .. }), "{e}");
     assert_eq!(p.nr_ranges(), 0, "failed allocations map nothing");
     // Errors are std errors with a message.
@@ -332,7 +340,7 @@ fn robust_cow_zero_accepts_untouched_slots() {
 #[test]
 fn per_cpu_get_iter_and_bounds() {
     let p = pool(6, Populate::CowInit, false);
-    let mut v = PerCpu::new_in(&p, 5u32).unwrap();
+    let mut v = PerCpu::in_pool(&p, Index::default(), 5u32).unwrap();
     assert_eq!(v.nr_slots(), 6);
     assert_eq!(v.iter().len(), 6);
     assert!(v.iter().all(|&x| x == 5));
@@ -342,15 +350,18 @@ fn per_cpu_get_iter_and_bounds() {
     // SAFETY: slot 4 exists; &mut-free write while no other reference is live.
     unsafe { *v.raw_slot_ptr(4) = 1 };
     assert_eq!(v.iter().copied().collect::<Vec<_>>(), [5, 5, 40, 5, 1, 5]);
-    assert_eq!(format!("{v:?}"), "[5, 5, 40, 5, 1, 5]");
+    // Debug shows the slots that differ from the init value.
+    let debug = format!("{v:?}");
+    assert!(debug.contains(r#"changed: ["2: 40", "4: 1"]"#), "{debug}");
+    assert!(debug.contains("init: 5"), "{debug}");
     assert_eq!(
         v.raw_slot_ptr(1) as usize - v.raw_slot_ptr(0) as usize,
         p.stride()
     );
 
-    let arr = PerCpu::new_in(&p, [7u16; 3]).unwrap();
+    let arr = PerCpu::in_pool(&p, Index::default(), [7u16; 3]).unwrap();
     assert!(arr.iter().all(|a| *a == [7, 7, 7]));
-    let flag = PerCpu::new_in(&p, true).unwrap();
+    let flag = PerCpu::in_pool(&p, Index::default(), true).unwrap();
     assert!(flag.iter().all(|&b| b));
     assert_eq!(p.nr_allocated(), 3);
     drop((v, arr, flag));
@@ -361,15 +372,15 @@ fn per_cpu_get_iter_and_bounds() {
 fn per_cpu_keeps_its_pool_alive() {
     let v = {
         let p = pool(3, Populate::CowZero, false);
-        PerCpu::new_in(&p, 11i64).unwrap()
+        PerCpu::in_pool(&p, Index::default(), 11i64).unwrap()
     };
     assert_eq!(v.iter().sum::<i64>(), 33);
-    assert_eq!(v.pool().nr_allocated(), 1);
+    assert_eq!(v.pool().unwrap().nr_allocated(), 1);
 }
 
 #[test]
 fn per_cpu_default_pool_covers_possible_cpus() {
-    let v = PerCpu::new(AtomicU64::new(1)).unwrap();
+    let v = PerCpu::new(AtomicU64::new(1));
     let possible = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
     let highest: usize = possible
         .trim()
@@ -379,7 +390,7 @@ fn per_cpu_default_pool_covers_possible_cpus() {
         .parse()
         .unwrap();
     assert_eq!(v.nr_slots(), highest + 1);
-    assert_eq!(v.pool().populate(), Populate::CowInit);
+    assert_eq!(v.pool().unwrap().populate(), Populate::CowInit);
     assert_eq!(
         v.iter().map(|a| a.load(Ordering::Relaxed)).sum::<u64>(),
         v.nr_slots() as u64
@@ -394,7 +405,7 @@ fn per_cpu_is_send_and_sync_for_atomics() {
     assert_send_sync::<PerCpu<u64>>();
 
     let p = pool(4, Populate::CowInit, false);
-    let v = Arc::new(PerCpu::new_in(&p, AtomicU64::new(0)).unwrap());
+    let v = Arc::new(PerCpu::in_pool(&p, Index::default(), AtomicU64::new(0)).unwrap());
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let v = Arc::clone(&v);
@@ -422,7 +433,7 @@ fn concurrent_alloc_free_from_threads() {
             let p = p.clone();
             std::thread::spawn(move || {
                 for i in 0..200usize {
-                    let v = PerCpu::new_in(&p, (t * 1000 + i) as u64).unwrap();
+                    let v = PerCpu::in_pool(&p, Index::default(), (t * 1000 + i) as u64).unwrap();
                     assert!(v.iter().all(|&x| x == (t * 1000 + i) as u64));
                 }
             })

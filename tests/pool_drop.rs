@@ -3,6 +3,7 @@
 //! One `#[test]` only: no other test of this binary maps memory meanwhile, so an address
 //! that reappears in `/proc/self/maps` after the drop could only be ours.
 
+use percid::Index;
 use percid::per_cpu::PerCpu;
 use percid::pool::{Pool, PoolConfig, Populate};
 
@@ -36,8 +37,8 @@ fn dropping_the_last_handle_unmaps_everything() {
     for mode in [Populate::CowInit, Populate::CowZero] {
         let pool = Pool::new(PoolConfig::new().slots(16).stride(1 << 16).populate(mode)).unwrap();
         // Two ranges: one 64 KiB item fills the first.
-        let a = PerCpu::new_in(&pool, [1u64; 8192]).unwrap();
-        let b = PerCpu::new_in(&pool, 2u64).unwrap();
+        let a = PerCpu::in_pool(&pool, Index::default(), [1u64; 8192]).unwrap();
+        let b = PerCpu::in_pool(&pool, Index::default(), 2u64).unwrap();
         let ranges = pool.reservations();
         assert_eq!(ranges.len(), 2);
         for &(base, len) in &ranges {

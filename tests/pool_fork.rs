@@ -6,6 +6,7 @@
 //! child does only plain loads and stores to already mapped memory (no allocation, no lock,
 //! no panic) and leaves with `_exit`, reporting through its exit status.
 
+use percid::Index;
 use percid::per_cpu::PerCpu;
 use percid::pool::{Pool, PoolConfig, Populate};
 
@@ -35,7 +36,7 @@ fn in_child(child: impl FnOnce() -> i32) -> i32 {
 fn fork_gives_the_child_a_copy_on_write_snapshot() {
     for mode in [Populate::CowZero, Populate::CowInit] {
         let pool = Pool::new(PoolConfig::new().slots(8).populate(mode)).unwrap();
-        let mut v = PerCpu::new_in(&pool, 42u64).unwrap();
+        let mut v = PerCpu::in_pool(&pool, Index::default(), 42u64).unwrap();
         for s in 0..4 {
             *v.get_mut(s).unwrap() = 10 + s as u64; // slots 4..8 stay untouched (42)
         }
@@ -75,18 +76,18 @@ fn fork_gives_the_child_a_copy_on_write_snapshot() {
             // new range, and the old item's untouched slots keep reading their init value.
             let before = pool.nr_ranges();
             let addr = v.raw_slot_ptr(0) as usize;
-            let w = PerCpu::new_in(&pool, 7u64).unwrap();
+            let w = PerCpu::in_pool(&pool, Index::default(), 7u64).unwrap();
             assert_eq!(pool.nr_ranges(), before + 1, "new range after fork");
             assert!(w.iter().all(|&x| x == 7));
             drop(v);
-            let x = PerCpu::new_in(&pool, 9u64).unwrap();
+            let x = PerCpu::in_pool(&pool, Index::default(), 9u64).unwrap();
             assert_ne!(x.raw_slot_ptr(0) as usize, addr, "frozen item not reused");
             assert!(x.iter().all(|&x| x == 9));
         } else {
             // CowZero has nothing shared: reuse goes on as usual.
             let addr = v.raw_slot_ptr(0) as usize;
             drop(v);
-            let x = PerCpu::new_in(&pool, 9u64).unwrap();
+            let x = PerCpu::in_pool(&pool, Index::default(), 9u64).unwrap();
             assert_eq!(x.raw_slot_ptr(0) as usize, addr);
             assert!(x.iter().all(|&x| x == 9));
         }

@@ -7,6 +7,7 @@
 //! The pools have 1024 slots (this machine has 2 CPUs), so populating every slot would cost
 //! 1024 pages per item: unmistakable next to the handful of pages expected.
 
+use percid::Index;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -81,7 +82,7 @@ fn pool(populate: Populate, robust: bool) -> Pool {
 /// slots. Returns the pool's (Rss, Anonymous) after that.
 fn two_threads(populate: Populate, init: u64) -> (usize, usize) {
     let p = pool(populate, false);
-    let v = Arc::new(PerCpu::new_in(&p, AtomicU64::new(init)).unwrap());
+    let v = Arc::new(PerCpu::in_pool(&p, Index::default(), AtomicU64::new(init)).unwrap());
     let workers: Vec<_> = [3usize, 700]
         .into_iter()
         .map(|slot| {
@@ -128,10 +129,12 @@ fn resident_memory_stays_within_touched_slots() {
         "CowZero non-zero init anon {anon} bytes"
     );
 
-    // Init values of a CowInit pool populate nothing until written.
+    // Init values of a CowInit pool populate nothing until written: with one item per quiet
+    // page (the pool places non-zero init values there), a 64 KiB stride holds 16 of them.
     let p = pool(Populate::CowInit, false);
-    let items: Vec<_> = (0..64u64)
-        .map(|i| PerCpu::new_in(&p, i + 1).unwrap())
+    let quiet_pages = (percid::pool::DEFAULT_STRIDE / pg).max(1) as u64;
+    let items: Vec<_> = (0..quiet_pages)
+        .map(|i| PerCpu::in_pool(&p, Index::default(), i + 1).unwrap())
         .collect();
     assert!(
         items
@@ -142,16 +145,23 @@ fn resident_memory_stays_within_touched_slots() {
     let mut first = items.into_iter().next().unwrap();
     *first.get_mut(10).unwrap() = 99;
     assert_eq!(usage(&p).1, pg, "one written slot, one private page");
+    // Zero-init items fill the rest of the stride (the gaps) at no cost either.
+    let zeros: Vec<_> = (0..64)
+        .map(|_| PerCpu::in_pool(&p, Index::default(), 0u64).unwrap())
+        .collect();
+    assert!(zeros.iter().all(|v| v.iter().all(|&x| x == 0)));
+    assert_eq!(usage(&p).1, pg, "zero init populates nothing");
+    assert_eq!(p.reservations().len(), 1, "all in one range");
 
     // Robust mode: poisoning on free does not populate untouched slots, in either mode.
     for mode in [Populate::CowInit, Populate::CowZero] {
         let p = pool(mode, true);
-        let mut v = PerCpu::new_in(&p, 0u64).unwrap();
+        let mut v = PerCpu::in_pool(&p, Index::default(), 0u64).unwrap();
         *v.get_mut(1).unwrap() = 1;
         *v.get_mut(2).unwrap() = 2;
         assert!(v.iter().skip(3).all(|&x| x == 0));
         drop(v); // frees and poisons
-        let again = PerCpu::new_in(&p, 0u64).unwrap(); // checks the poison in every slot
+        let again = PerCpu::in_pool(&p, Index::default(), 0u64).unwrap(); // checks the poison in every slot
         assert_eq!(again.iter().sum::<u64>(), 0);
         let (rss, anon) = usage(&p);
         eprintln!("{mode:?} robust after free + reuse: rss {rss} anon {anon}");

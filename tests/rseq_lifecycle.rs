@@ -177,10 +177,11 @@ fn forbidden_rseq_runs_on_the_fallback() {
 #[test]
 #[ignore = "run by kernel_without_rseq_runs_on_the_fallback in a seccomp-filtered child"]
 fn no_rseq_child() {
-    let errno: i32 = std::env::var("PERCID_EXPECT_NO_RSEQ")
-        .expect("run through the parent test")
-        .parse()
-        .unwrap();
+    let Ok(errno) = std::env::var("PERCID_EXPECT_NO_RSEQ") else {
+        eprintln!("no_rseq_child: not started by its parent test: nothing to check");
+        return;
+    };
+    let errno: i32 = errno.parse().unwrap();
     let st = percid::status();
     if cfg!(feature = "force-fallback") {
         assert_eq!(
@@ -206,7 +207,9 @@ fn no_rseq_child() {
     );
     for index in Index::ALL {
         let counter = Counter::with_index(index);
-        assert!(!counter.resolved().is_rseq());
+        counter.add(1);
+        assert!(!counter.access().unwrap().is_rseq());
+        counter.reset();
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| (0..10_000).for_each(|_| counter.add(1)));

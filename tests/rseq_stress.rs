@@ -271,6 +271,7 @@ impl Buffers {
                         16,
                         off + 1,
                     )
+                    .expect("16 bytes fit")
                 } else {
                     // Two-store publishes one word (the id) and the offset; word 1 is not
                     // written, so only the memcpy variant checks it.
@@ -314,6 +315,7 @@ impl Buffers {
                     16,
                     off - 1,
                 )
+                .expect("16 bytes fit")
             };
             match r {
                 Outcome::Committed => return Some(out),

@@ -17,7 +17,7 @@ fn counters_lose_nothing_and_batched_reads_stay_within_bound() {
         || {
             for index in Index::ALL {
                 let exact = Counter::with_index(index);
-                let batched = BatchedCounter::with_index(index, 64).unwrap();
+                let batched = BatchedCounter::with_index(index, 64);
                 let started = AtomicU64::new(0);
                 let completed = AtomicU64::new(0);
                 let stop = AtomicBool::new(false);
@@ -73,7 +73,7 @@ fn counters_lose_nothing_and_batched_reads_stay_within_bound() {
 fn limit_never_exceeds_and_balances() {
     matrix("limit_never_exceeds_and_balances", || {
         for index in Index::ALL {
-            let limit = Limit::with_index(index, 1_000, 16).unwrap();
+            let limit = Limit::with_index(index, 1_000, 16);
             let stop = AtomicBool::new(false);
             let refused = AtomicU64::new(0);
             let (threads, reps) = (stress_threads(), ops_per_thread(5_000));
@@ -127,7 +127,7 @@ fn limit_never_exceeds_and_balances() {
 #[test]
 fn batching_never_fails_a_charge_that_fits() {
     for index in Index::ALL {
-        let limit = Limit::with_index(index, 100, 64).unwrap();
+        let limit = Limit::with_index(index, 100, 64);
         // Each charge of 1 takes a batch of 64 into the stock; the 37th unit cannot get a
         // full batch any more (64 + 64 > 100) and must be charged exactly.
         for _ in 0..100 {
@@ -153,7 +153,7 @@ fn batching_never_fails_a_charge_that_fits() {
 fn list_conserves_every_element() {
     matrix("list_conserves_every_element", || {
         for index in Index::ALL {
-            let list = List::with_index(index).unwrap();
+            let list = List::with_index(index);
             let elements = 2_000u64;
             for e in 0..elements {
                 list.push(e);
@@ -200,7 +200,7 @@ fn list_conserves_every_element() {
 
 #[test]
 fn list_is_lifo_per_slot_and_drops_its_nodes() {
-    let list = List::with_index(Index::default()).unwrap();
+    let list = List::with_index(Index::default());
     // On one pinned thread every push and pop hits the same slot: LIFO order.
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -230,10 +230,10 @@ fn list_is_lifo_per_slot_and_drops_its_nodes() {
 fn indexes_beyond_the_slots_fall_back_safely() {
     let pool = percid::Pool::new(percid::pool::PoolConfig::new().slots(1)).unwrap();
     for index in Index::ALL {
-        let counter = Counter::in_pool(index, &pool).unwrap();
-        let batched = BatchedCounter::in_pool(index, 8, &pool).unwrap();
-        let list = List::in_pool(index, &pool).unwrap();
-        let limit = Limit::in_pool(index, 10_000, 4, &pool).unwrap();
+        let counter = Counter::in_pool(&pool, index).unwrap();
+        let batched = BatchedCounter::in_pool(&pool, index, 8).unwrap();
+        let list = List::in_pool(&pool, index).unwrap();
+        let limit = Limit::in_pool(&pool, index, 10_000, 4).unwrap();
         std::thread::scope(|s| {
             for cpu in percid::topology::allowed_cpus().unwrap().iter() {
                 let (counter, batched, list, limit) = (&counter, &batched, &list, &limit);

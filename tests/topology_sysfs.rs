@@ -22,10 +22,6 @@ fn lists<'a>(sets: impl Iterator<Item = &'a CpuSet>) -> Vec<String> {
     sets.map(|s| s.to_string()).collect()
 }
 
-fn config_names(t: &Topology) -> Vec<String> {
-    t.configurations().into_iter().map(|c| c.name).collect()
-}
-
 #[test]
 fn this_machine_fixture() {
     let t = load("this-machine");
@@ -46,18 +42,6 @@ fn this_machine_fixture() {
     assert_eq!(t.nodes()[0].id, 0);
     assert_eq!(t.smt_siblings(1), Some(&set("1")));
     assert!(matches!(t.source(), TopologySource::Sysfs { .. }));
-    // The configurations meaningful on 2 cores sharing one L3: both cores, and one core.
-    assert_eq!(config_names(&t), ["2c-1l3", "1c-1l3"]);
-    assert_eq!(t.configuration("2c-1l3").unwrap().cpus, set("0-1"));
-    assert_eq!(t.configuration("1c-1l3").unwrap().cpus, set("0"));
-    // Names dropped as duplicates still resolve.
-    assert_eq!(t.configuration("2t-1l3").unwrap().cpus, set("0-1"));
-    match t.configuration("8c-1l3") {
-        Err(TopologyError::UnknownConfiguration { available, .. }) => {
-            assert_eq!(available, ["2c-1l3", "1c-1l3"])
-        }
-        other => panic!("{other:?}"),
-    }
 }
 
 #[test]
@@ -88,11 +72,6 @@ fn two_socket_smt_fixture() {
     assert_eq!(t.l3_of(7), Some(1));
     assert_eq!(t.package_of(4), Some(0));
     assert_eq!(t.node_of(3), Some(1));
-    assert_eq!(config_names(&t), ["2c-1l3", "2c-2l3", "4c-2l3", "8t-2l3"]);
-    assert_eq!(t.configuration("2c-1l3").unwrap().cpus, set("0-1"));
-    assert_eq!(t.configuration("2c-2l3").unwrap().cpus, set("0,2"));
-    assert_eq!(t.configuration("4c-2l3").unwrap().cpus, set("0-3"));
-    assert_eq!(t.configuration("8t-2l3").unwrap().cpus, set("0-7"));
 }
 
 #[test]
@@ -114,8 +93,6 @@ fn offline_cpus_and_holes() {
             .collect::<Vec<_>>(),
         [(0, "0-2".to_string()), (1, "8-11".to_string())]
     );
-    assert_eq!(config_names(&t), ["3c-1l3", "2c-2l3", "7c-2l3"]);
-    assert_eq!(t.configuration("2c-2l3").unwrap().cpus, set("0,8"));
 }
 
 #[test]
@@ -158,7 +135,6 @@ fn bare_tree_uses_per_cpu_online_files_and_a_synthetic_domain() {
     assert_eq!(t.l3()[0].origin, DomainOrigin::Synthetic);
     assert_eq!(t.l3()[0].cpus, set("0-2"));
     assert_eq!(t.packages()[0].cpus, set("0-2"));
-    assert_eq!(config_names(&t), ["3c-1l3", "1c-1l3"]);
 }
 
 /// A scratch copy of a fixture, removed on drop.
@@ -239,35 +215,20 @@ fn this_machine_from_sys() {
     assert_eq!(t.allowed(), &allowed.intersection(t.online()));
     assert!(!t.allowed().is_empty());
     assert!(t.online().is_subset(t.possible()));
-    let configs = t.configurations();
-    assert!(!configs.is_empty());
-    for c in &configs {
-        assert!(c.cpus.is_subset(t.allowed()), "{c}");
-        assert_eq!(t.configuration(&c.name).unwrap(), *c);
-    }
-    // The "all threads" configuration covers exactly the allowed CPUs.
-    let union = configs
-        .iter()
-        .fold(CpuSet::new(), |acc, c| acc.union(&c.cpus));
-    assert_eq!(&union, t.allowed());
 }
 
 #[test]
-fn affinity_mask_narrows_configurations() {
-    let t = load("two-socket-smt").with_allowed(&set("1,3,5,6"));
-    assert_eq!(t.allowed(), &set("1,3,5,6"));
-    // Usable cores: 1 (1,5), 2 (6), 3 (3); L3 #0 has core 1, L3 #1 has cores 2 and 3.
-    let names = config_names(&t);
-    assert_eq!(names, ["1c-1l3", "2c-2l3", "3c-2l3", "4t-2l3"]);
-    assert_eq!(t.configuration("1c-1l3").unwrap().cpus, set("1"));
-    assert_eq!(t.configuration("2c-2l3").unwrap().cpus, set("1,6"));
-    assert_eq!(t.configuration("3c-2l3").unwrap().cpus, set("1,3,6"));
-    assert_eq!(t.configuration("4t-2l3").unwrap().cpus, set("1,3,5,6"));
-    // Nothing allowed, nothing to run on.
+fn affinity_mask_narrows_allowed_cpus() {
+    let t = load("two-socket-smt").with_allowed(&set("1,3,5,6,99"));
+    assert_eq!(
+        t.allowed(),
+        &set("1,3,5,6"),
+        "only online CPUs can be allowed"
+    );
     assert!(
         load("two-socket-smt")
             .with_allowed(&set("9"))
-            .configurations()
+            .allowed()
             .is_empty()
     );
 }

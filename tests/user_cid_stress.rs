@@ -334,17 +334,36 @@ fn leases_during_thread_local_teardown() {
     }
 }
 
-/// Leases may be dropped on another thread than the one that took them.
+/// A thread knows the leases it holds (what lets a drain inside its own lease proceed), and
+/// only those: not another thread's, not one it dropped.
 #[test]
-fn lease_released_by_another_thread() {
+fn held_by_current_thread_is_per_thread() {
     let alloc = Arc::new(CidAllocator::new(
-        AllocatorConfig::new(Policy::Legacy).with_capacity(1),
+        AllocatorConfig::new(Policy::Legacy).with_capacity(2),
     ));
     let l = alloc.acquire();
-    assert_eq!(l.cid(), 0);
-    assert!(alloc.try_acquire().is_none());
+    let cid = l.cid();
+    assert!(alloc.held_by_current_thread(cid));
+    assert!(!alloc.held_by_current_thread(1 - cid));
     thread::scope(|s| {
-        s.spawn(move || drop(l));
+        s.spawn(|| {
+            assert!(
+                !alloc.held_by_current_thread(cid),
+                "held by the other thread"
+            );
+            assert!(alloc.try_acquire_exact(cid).is_none());
+        });
     });
-    assert_eq!(alloc.try_acquire().expect("released").cid(), 0);
+    // Nested leases, dropped out of order.
+    let inner = alloc.acquire();
+    assert!(alloc.held_by_current_thread(inner.cid()));
+    drop(l);
+    assert!(!alloc.held_by_current_thread(cid));
+    assert!(alloc.held_by_current_thread(inner.cid()));
+    drop(inner);
+    assert!(!alloc.held_by_current_thread(0) && !alloc.held_by_current_thread(1));
+    // Another allocator's lease on the same CID number is not this one's.
+    let other = CidAllocator::new(AllocatorConfig::new(Policy::Legacy).with_capacity(2));
+    let o = other.acquire();
+    assert!(!alloc.held_by_current_thread(o.cid()));
 }

@@ -5,11 +5,16 @@
 //! * [`BatchedCounter`]: per-slot deltas folded into a shared total at a batch; `read` is
 //!   one load with a stated error bound ([`Approx`]); `sum` is exact once writers stop.
 //! * [`Limit`]: a hard limit with per-slot stock: `try_charge`, `uncharge`, `drain`.
+//!
+//! `BatchedCounter` and `Limit` move the contents of orphaned slots (slots no thread indexes
+//! since the concurrency-ID space shrank) out of them: see [`crate::orphans`].
 
-mod batched;
-mod exact;
-mod limit;
+pub mod batched;
+pub mod exact;
+pub mod limit;
 
-pub use batched::{Approx, BatchedCounter};
-pub use exact::Counter;
-pub use limit::{Limit, LimitError};
+pub use batched::{
+    Approx, BatchedCounter, BatchedStats, DEFAULT_BATCH, MAX_BATCH, REAP_EVERY_FOLDS,
+};
+pub use exact::{Counter, CounterHandle};
+pub use limit::{Limit, LimitError, LimitStats};

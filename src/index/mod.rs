@@ -16,7 +16,8 @@
 //!
 //! # Resolution
 //!
-//! A structure resolves its index once, at construction ([`Index::resolve`]): `CpuId` and
+//! A structure resolves its index once, at construction
+//! ([`Access::of`](crate::ops::Access::of)): `CpuId` and
 //! `MmCid` use rseq critical sections when the process has rseq, the architecture has
 //! critical sections, and (for `MmCid`) the kernel maintains mm_cid; otherwise they fall
 //! back to leases from the cache-local user-space allocator, which give the same
@@ -27,10 +28,9 @@
 
 pub mod user_cid;
 
-pub use user_cid::{CidAllocator, CidLease, Policy};
+pub use user_cid::{AllocatorConfig, CidAllocator, CidLease, Policy};
 
-use crate::ops::Current;
-use crate::rseq::{IndexMode, status};
+use crate::rseq;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -55,7 +55,7 @@ impl fmt::Display for IndexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown index source {:?}: expected one of cpu, mmcid, user (cache-local), user-legacy",
+            "unknown index source {:?}: expected one of cpu, mmcid, user-legacy, user-local",
             self.value
         )
     }
@@ -109,26 +109,14 @@ impl Index {
 
     /// The best source this process has: kernel mm_cid, then cpu_id, then `User(CacheLocal)`.
     pub fn auto() -> Index {
-        if status::rseq_usable() {
-            if status::mm_cid_available() {
+        if rseq::rseq_usable() {
+            if rseq::mm_cid_available() {
                 Index::MmCid
             } else {
                 Index::CpuId
             }
         } else {
             Index::User(Policy::CacheLocal)
-        }
-    }
-
-    /// How structures built now with this index access their slots.
-    pub fn resolve(self) -> Resolved {
-        match self {
-            Index::CpuId if status::rseq_usable() => Resolved::Rseq(IndexMode::CpuId),
-            Index::MmCid if status::rseq_usable() && status::mm_cid_available() => {
-                Resolved::Rseq(IndexMode::MmCid)
-            }
-            Index::CpuId | Index::MmCid => Resolved::Lease(fallback_allocator()),
-            Index::User(policy) => Resolved::Lease(CidAllocator::global(policy)),
         }
     }
 }
@@ -165,44 +153,6 @@ impl std::str::FromStr for Index {
 /// imitation of the kernel's mm_cid of Linux 6.13-6.18).
 pub(crate) fn fallback_allocator() -> &'static CidAllocator {
     CidAllocator::global(Policy::CacheLocal)
-}
-
-/// How a structure's slots are accessed, decided once at construction.
-#[derive(Debug, Clone, Copy)]
-pub enum Resolved {
-    /// rseq critical sections checking this field.
-    Rseq(IndexMode),
-    /// Exclusive leases from this allocator.
-    Lease(&'static CidAllocator),
-}
-
-impl Resolved {
-    /// Enters the calling thread's current slot, if it is below `nr_slots`: `None` sends
-    /// the caller to its structure's shared overflow path.
-    #[inline]
-    pub fn enter(self, nr_slots: usize) -> Option<Current<'static>> {
-        match self {
-            Resolved::Rseq(mode) => match crate::rseq::read_resolved(mode) {
-                Some((area, index)) if (index as usize) < nr_slots => {
-                    Some(Current::rseq(area, mode, index))
-                }
-                _ => None,
-            },
-            Resolved::Lease(alloc) => {
-                let lease = alloc.acquire();
-                if (lease.cid() as usize) < nr_slots {
-                    Some(Current::Lease(lease))
-                } else {
-                    None
-                }
-            }
-        }
-    }
-
-    /// Whether accesses go through rseq critical sections.
-    pub fn is_rseq(self) -> bool {
-        matches!(self, Resolved::Rseq(_))
-    }
 }
 
 #[cfg(test)]

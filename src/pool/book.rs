@@ -30,6 +30,9 @@
 
 use std::collections::HashMap;
 
+/// How many of the newest free blocks of a class [`Book::alloc_quiet`] examines.
+pub(crate) const QUIET_SCAN: usize = 64;
+
 /// Smallest size class: 8 bytes (`1 << 3`).
 pub(crate) const MIN_SHIFT: u32 = 3;
 
@@ -152,31 +155,75 @@ impl Book {
         );
         let block = if let Some(b) = self.free[s].pop() {
             b
-        } else if let Some(b) = self.bump(shift) {
+        } else if let Some(b) = self.bump(shift, 1 << shift) {
             b
         } else {
             self.split(shift)?
         };
+        self.mark_allocated(block);
+        Some(block)
+    }
+
+    /// Like [`alloc`](Self::alloc), but first looks for a block on *quiet* pages: one of the
+    /// newest [`QUIET_SCAN`] free blocks of the class for which `quiet(range, offset)` holds,
+    /// else a block carved at the start of a page nothing was carved from (`page` bytes, a
+    /// power of two; the gap before it becomes fresh free blocks, so nothing is wasted).
+    /// Falls back to [`alloc`](Self::alloc). The pool uses this for init values the image
+    /// does not already hold (see the quiet page rule in the pool docs).
+    pub(crate) fn alloc_quiet(
+        &mut self,
+        shift: u32,
+        page: usize,
+        quiet: impl Fn(usize, usize) -> bool,
+    ) -> Option<Block> {
+        let s = shift as usize;
+        assert!(
+            s < self.free.len() && shift >= MIN_SHIFT,
+            "size class out of range"
+        );
+        let list = &self.free[s];
+        let found = list
+            .iter()
+            .enumerate()
+            .rev()
+            .take(QUIET_SCAN)
+            .find(|(_, b)| quiet(b.range, b.offset))
+            .map(|(i, _)| i);
+        let block = match found {
+            Some(i) => Some(self.free[s].remove(i)),
+            None => self.bump(shift, page.max(1 << shift)),
+        };
+        match block {
+            Some(b) => {
+                self.mark_allocated(b);
+                Some(b)
+            }
+            None => self.alloc(shift),
+        }
+    }
+
+    fn mark_allocated(&mut self, block: Block) {
         let info = self.ranges[block.range]
             .blocks
             .get_mut(&block.offset)
             .expect("block of a free list is registered");
-        debug_assert_eq!(info.shift, shift);
+        debug_assert_eq!(info.shift, block.shift);
         debug_assert_eq!(info.state, State::Free);
         info.state = State::Allocated;
-        Some(block)
     }
 
-    /// Carves a fresh block from the first non-retired range with room.
-    fn bump(&mut self, shift: u32) -> Option<Block> {
+    /// Carves a fresh block of size `1 << shift` at a multiple of `align` (a power of two,
+    /// at least the size) from the first non-retired range with room.
+    fn bump(&mut self, shift: u32, align: usize) -> Option<Block> {
         let size = 1usize << shift;
+        debug_assert!(align.is_power_of_two() && align >= size);
         let stride = self.stride;
         let r = self
             .ranges
             .iter()
-            .position(|rb| !rb.retired && rb.bump.next_multiple_of(size) + size <= stride)?;
+            .position(|rb| !rb.retired && rb.bump.next_multiple_of(align) + size <= stride)?;
         let start = self.ranges[r].bump;
-        let at = start.next_multiple_of(size);
+        let at = start.next_multiple_of(align);
         // Cut the alignment gap into naturally aligned power-of-two blocks.
         let mut o = start;
         while o < at {
@@ -314,6 +361,38 @@ mod tests {
         assert_eq!(class_shift(4, 64), Some(6));
         assert_eq!(class_shift(4096, 8), Some(12));
         assert_eq!(class_shift(usize::MAX, 1), None);
+    }
+
+    #[test]
+    fn quiet_allocation_prefers_quiet_free_blocks_then_fresh_pages() {
+        let mut b = Book::new(4 * 4096);
+        b.add_range();
+        let x = b.alloc(3).unwrap(); // page 0 busy from here
+        assert_eq!(x.offset, 0);
+        // Nothing quiet on the free lists: carved at the next page, the gap freed fresh.
+        let busy_page0 = |_r: usize, o: usize| o >= 4096;
+        let y = b.alloc_quiet(3, 4096, busy_page0).unwrap();
+        assert_eq!((y.offset, y.contents), (4096, Contents::Fresh));
+        // The gap [8, 4096) went to the free lists: an ordinary allocation reuses it.
+        let z = b.alloc(3).unwrap();
+        assert!(z.offset > 0 && z.offset < 4096, "gap reused: {}", z.offset);
+        // A quiet free block is preferred over carving.
+        assert_eq!(b.begin_free(0, y.offset), Ok(3));
+        b.release(Block {
+            contents: Contents::Dirty,
+            ..y
+        });
+        let page1_quiet = |_r: usize, o: usize| (4096..8192).contains(&o);
+        let w = b.alloc_quiet(3, 4096, page1_quiet).unwrap();
+        assert_eq!(w.offset, 4096);
+        assert_eq!(w.contents, Contents::Dirty);
+        // No quiet block and no room to carve a fresh page: any block.
+        let mut full = Book::new(4096);
+        full.add_range();
+        full.alloc(3).unwrap();
+        let v = full.alloc_quiet(3, 4096, |_, _| false).unwrap();
+        assert_eq!(v.offset, 8);
+        assert_eq!(full.nr_allocated(), 2);
     }
 
     #[test]

@@ -57,6 +57,20 @@
 //!   directly. So init values cost no memory in untouched slots, and the first write to a
 //!   slot copies only the touched page. Reading an untouched slot maps the memfd's page-cache
 //!   page (shared with the image: it shows in the mapping's `Rss` but not in `Anonymous`).
+//!
+//!   *Quiet page rule:* the image of a page is written only while no live item overlaps
+//!   that page, because another thread's first write to a live neighbour copies the image
+//!   page, and an image change racing with that copy would be lost in that slot (issue 10.5;
+//!   the argument is on `Range::fill`). So an item with a non-zero init value is placed on
+//!   a quiet page when one exists: one of the newest free blocks of its class on such a
+//!   page, else a block carved at the start of a page nothing was carved from (the gap
+//!   before it stays available to other items). Only when neither exists (the range's
+//!   stride is carved to its end and no free block of the class sits on a quiet page) is the
+//!   value written into every slot whose bytes differ, which populates one page per slot.
+//!   Zero init values on never-used blocks (whose image bytes are zero) cost nothing
+//!   anywhere. A stride of `n` pages thus holds `n` non-zero-init items at no slot cost
+//!   before the fallback, and more ranges are not created for it (each range is one mapping
+//!   per slot, a limited resource).
 //! * [`Populate::CowZero`]: one private anonymous mapping per range. Untouched slots read
 //!   zero (the kernel's shared zero page, not counted in `Rss`). Allocating with a
 //!   *non-zero* init value must write it into every slot, populating one page per slot: use
@@ -74,8 +88,9 @@
 //! [`PoolError::WriteAfterFree`] (the item is then quarantined: never reused, and freeing it
 //! again is a double free). Untouched slots are not populated by poisoning:
 //!
-//! * `CowInit`: the poison goes into the init image first, so untouched slots read poison;
-//!   only slots with their own copy of the page (and not already poison) are written.
+//! * `CowInit`: the poison goes into the init image first (on pages without live items, by
+//!   the quiet page rule), so untouched slots read poison; only slots with their own copy of
+//!   the page (and not already poison) are written.
 //! * `CowZero`: a slot whose item bytes are all zero is taken as untouched and left alone, so
 //!   on reuse a slot may read all-poison or all-zero. Limitation: a write after free that
 //!   writes zero over the *whole* item in such a slot is not detected.
@@ -121,6 +136,9 @@
 //! 2. An allocated item is handed out once until freed; its bytes in every slot equal the
 //!    init value (zero-padded to the size class) when `alloc` returns.
 //! 3. A frozen (forked) `CowInit` range's image is never written again.
+//! 4. The image bytes of a page change only while no live item overlaps the page; so while
+//!    an item lives, each of its slot pages reads either constant image bytes or a private
+//!    copy, and comparing a slot with the wanted contents is exact.
 
 mod book;
 mod range;
@@ -152,6 +170,11 @@ pub const DEFAULT_STRIDE: usize = 64 * 1024;
 /// Default poison byte of robust mode.
 pub const DEFAULT_POISON: u8 = 0x5a;
 
+/// Most slots a pool may have: 2^31 - 1. Slot indexes stay below every sentinel value of the
+/// rseq layer (`u32::MAX - 1` and above), and below the user-space allocator's capacity
+/// limit.
+pub const MAX_SLOTS: usize = (1 << 31) - 1;
+
 /// Errors of pool configuration, allocation and free.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -170,6 +193,11 @@ pub enum PoolError {
     },
     /// The pool was configured with zero slots.
     ZeroSlots,
+    /// The pool was configured with more than [`MAX_SLOTS`] slots.
+    TooManySlots {
+        /// Slots asked for.
+        nr_slots: usize,
+    },
     /// `nr_slots * stride` does not fit in the address space.
     ReservationTooLarge {
         /// Slots asked for.
@@ -238,6 +266,12 @@ impl fmt::Display for PoolError {
                 )
             }
             PoolError::ZeroSlots => write!(f, "pool configured with zero slots"),
+            PoolError::TooManySlots { nr_slots } => {
+                write!(
+                    f,
+                    "pool configured with {nr_slots} slots, more than {MAX_SLOTS}"
+                )
+            }
             PoolError::ReservationTooLarge { nr_slots, stride } => write!(
                 f,
                 "pool reservation of {nr_slots} slots x {stride} bytes overflows the address space"
@@ -348,7 +382,6 @@ impl PoolConfig {
 }
 
 /// Validated, immutable part of a pool.
-#[derive(Debug)]
 struct Inner {
     stride: usize,
     nr_slots: usize,
@@ -380,9 +413,65 @@ impl State {
 /// A per-slot memory pool. Cheap to clone (the clones share the pool); the memory is
 /// unmapped when the last clone (including those held by typed handles) is dropped.
 /// See the [module docs](self).
-#[derive(Clone, Debug)]
+///
+/// Most code uses a pool through typed handles ([`PerCpu::in_pool`](crate::PerCpu::in_pool)
+/// and the structures' `in_pool` constructors); the raw interface hands out item pointers:
+///
+/// ```
+/// use percid::pool::{Pool, PoolConfig};
+/// use percid::PerCpu;
+/// use std::sync::atomic::{AtomicU64, Ordering};
+///
+/// // 8 slots (say, a process that will never have more than 8 concurrency IDs).
+/// let pool = Pool::new(PoolConfig::new().slots(8)).unwrap();
+///
+/// // Typed: one AtomicU64 per slot, each starting at 7, indexed by concurrency ID.
+/// let v = PerCpu::in_pool(&pool, percid::Index::MmCid, AtomicU64::new(7)).unwrap();
+/// assert_eq!(v.nr_slots(), 8);
+/// assert!(v.iter().all(|x| x.load(Ordering::Relaxed) == 7));
+///
+/// // Raw: an item of 16 bytes; slot `s` is at `item + s * stride`.
+/// let item = pool.alloc_with(16, 8, &[1u8; 16]).unwrap();
+/// let slot3 = pool.slot_ptr(item, 3).unwrap();
+/// assert_eq!(slot3.as_ptr() as usize - item.as_ptr() as usize, 3 * pool.stride());
+/// // SAFETY: the item is 16 bytes, allocated above and not freed; nobody else uses it.
+/// assert_eq!(unsafe { *slot3.as_ptr() }, 1);
+/// // SAFETY: no reference to the item is used after this.
+/// unsafe { pool.free(item).unwrap() };
+/// // SAFETY: freeing twice is detected and reported; no memory is accessed.
+/// assert!(matches!(
+///     unsafe { pool.free(item) },
+///     Err(percid::pool::PoolError::DoubleFree { .. })
+/// ));
+/// ```
+#[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Pool {
+    /// The configuration and how much is in use: stride, slots, mode, ranges mapped, items
+    /// allocated (not the bookkeeping).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        let (ranges, allocated) = match i.state.try_lock() {
+            Ok(st) => (Some(st.ranges.len()), Some(st.book.nr_allocated())),
+            Err(_) => (None, None), // busy (or poisoned): do not wait in Debug
+        };
+        let mut d = f.debug_struct("Pool");
+        d.field("stride", &i.stride)
+            .field("slots", &i.nr_slots)
+            .field("populate", &i.populate)
+            .field("robust", &i.robust);
+        if let Some(max) = i.max_ranges {
+            d.field("max_ranges", &max);
+        }
+        match (ranges, allocated) {
+            (Some(r), Some(a)) => d.field("ranges", &r).field("items", &a),
+            _ => d.field("state", &"busy"),
+        };
+        d.finish()
+    }
 }
 
 impl Default for Pool {
@@ -408,6 +497,9 @@ impl Pool {
             .unwrap_or_else(crate::util::possible_cpu_count);
         if nr_slots == 0 {
             return Err(PoolError::ZeroSlots);
+        }
+        if nr_slots > MAX_SLOTS {
+            return Err(PoolError::TooManySlots { nr_slots });
         }
         // One extra stride is reserved for alignment; keep the total within isize.
         let fits = nr_slots
@@ -530,7 +622,19 @@ impl Pool {
         let inner = &*self.inner;
         let mut st = self.lock();
         st.retire_forked();
-        let blk = match st.book.alloc(shift) {
+        // A non-zero init value in CowInit reaches untouched slots through the image only on
+        // a quiet page (see the quiet page rule): prefer a block on one.
+        let zero_init = init.iter().all(|&b| b == 0);
+        let prefer_quiet = inner.populate == Populate::CowInit && !zero_init;
+        let take = |st: &mut State| {
+            if prefer_quiet {
+                let State { book, ranges } = st;
+                book.alloc_quiet(shift, range::page_size(), |r, o| ranges[r].is_quiet(o, len))
+            } else {
+                st.book.alloc(shift)
+            }
+        };
+        let blk = match take(&mut st) {
             Some(b) => b,
             None => {
                 if let Some(max) = inner.max_ranges
@@ -541,9 +645,7 @@ impl Pool {
                 let r = Range::new(inner.nr_slots, inner.stride, inner.populate)?;
                 st.ranges.push(r);
                 st.book.add_range();
-                st.book
-                    .alloc(shift)
-                    .expect("a fresh range holds any class up to the stride")
+                take(&mut st).expect("a fresh range holds any class up to the stride")
             }
         };
         let range = &st.ranges[blk.range];
@@ -557,7 +659,6 @@ impl Pool {
                 return Err(PoolError::WriteAfterFree { addr, slot, byte });
             }
         }
-        let zero_init = init.iter().all(|&b| b == 0);
         if !(blk.contents == Contents::Fresh && zero_init && inner.populate == Populate::CowZero) {
             let mut pattern = vec![0u8; len];
             pattern[..init.len()].copy_from_slice(init);
@@ -567,6 +668,7 @@ impl Pool {
             // there at the fork), and the other process froze the range so never reuses it.
             unsafe { range.fill(blk.offset, &pattern) };
         }
+        st.ranges[blk.range].mark_live(blk.offset, len);
         Ok(NonNull::new(addr as *mut u8).expect("range base is not null"))
     }
 
@@ -594,6 +696,7 @@ impl Pool {
             FreeError::Foreign => PoolError::ForeignPointer { addr },
             FreeError::DoubleFree => PoolError::DoubleFree { addr },
         })?;
+        st.ranges[r].mark_dead(offset, 1 << shift);
         let contents = if inner.robust && !st.book.is_retired(r) {
             // SAFETY: the block was allocated and is now marked free under the lock; the
             // caller guarantees nobody accesses it; the range is not frozen (not retired).

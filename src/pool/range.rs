@@ -55,6 +55,10 @@ fn last_error(op: &'static str) -> super::PoolError {
 /// for the lifetime of the value (private anonymous in `CowZero`, one private mapping of the
 /// memfd per slot in `CowInit`); `image`, when present, maps `stride` bytes of that memfd
 /// shared and read-write. `Drop` unmaps both.
+///
+/// `live[p]` counts the live items that overlap page `p` of the stride (kept only with an
+/// image). The image bytes of page `p` are written only while `live[p] == 0` (the *quiet
+/// page* rule, see [`fill`](Self::fill)).
 #[derive(Debug)]
 pub(crate) struct Range {
     base: NonNull<u8>,
@@ -62,6 +66,7 @@ pub(crate) struct Range {
     stride: usize,
     nr_slots: usize,
     image: Option<NonNull<u8>>,
+    live: Vec<u32>,
     fork_gen: u64,
 }
 
@@ -126,6 +131,7 @@ impl Range {
             stride,
             nr_slots,
             image: None,
+            live: Vec::new(),
             fork_gen,
         };
         if populate == Populate::CowInit {
@@ -170,6 +176,7 @@ impl Range {
                 return Err(last_error("mmap init image"));
             }
             self.image = Some(NonNull::new(img.cast()).expect("mmap never returns address 0"));
+            self.live = vec![0; self.stride.div_ceil(page_size())];
             for s in 0..self.nr_slots {
                 let at = self.slot(s);
                 // SAFETY: [at, at+stride) lies inside the reservation this Range owns, so
@@ -228,22 +235,87 @@ impl Range {
         self.base.as_ptr().wrapping_add(s * self.stride)
     }
 
+    /// Pages of the stride that `[offset, offset + len)` overlaps.
+    fn pages(offset: usize, len: usize) -> std::ops::Range<usize> {
+        let pg = page_size();
+        offset / pg..(offset + len.max(1)).div_ceil(pg)
+    }
+
+    /// Whether no live item overlaps the pages of `[offset, offset + len)` (always true
+    /// without an image).
+    pub(crate) fn is_quiet(&self, offset: usize, len: usize) -> bool {
+        self.image.is_none() || Self::pages(offset, len).all(|p| self.live[p] == 0)
+    }
+
+    /// Records that the block `[offset, offset + len)` is now a live item (handed out).
+    pub(crate) fn mark_live(&mut self, offset: usize, len: usize) {
+        if self.image.is_some() {
+            for p in Self::pages(offset, len) {
+                self.live[p] += 1;
+            }
+        }
+    }
+
+    /// Records that the block `[offset, offset + len)` is no longer a live item.
+    pub(crate) fn mark_dead(&mut self, offset: usize, len: usize) {
+        if self.image.is_some() {
+            for p in Self::pages(offset, len) {
+                debug_assert!(self.live[p] > 0, "page {p} has no live item to release");
+                self.live[p] -= 1;
+            }
+        }
+    }
+
     /// Makes `[offset, offset + pattern.len())` hold `pattern` in every slot, writing only
-    /// where the slot differs (so untouched slots stay unpopulated whenever they already read
-    /// `pattern`). In `CowInit` the init image is written first, so untouched slots read the
-    /// pattern through it.
+    /// where the slot differs, so untouched slots stay unpopulated whenever they already read
+    /// `pattern`.
+    ///
+    /// With an init image, each page of the block that no live item overlaps (a *quiet*
+    /// page) gets the pattern in the image first, so untouched slots read it through the
+    /// image. A page that a live item overlaps keeps its image bytes, and every slot whose
+    /// bytes differ is written (which populates that slot's page).
+    ///
+    /// Why the quiet page rule (issue 10.5): the decision "this slot already reads `pattern`"
+    /// is a read of the slot. An untouched slot page is mapped to the image; when another
+    /// thread writes a live neighbour on that page in that slot for the first time, the
+    /// kernel copies the image page into a private page and then switches the mapping. If
+    /// the image changed between the copy and the switch, our read (through the old mapping)
+    /// sees the new bytes while the private copy keeps the old ones, and the slot is lost. No
+    /// system call waits for a copy in flight, so instead the image of a page is never
+    /// changed while anyone may be copying it: only live items are written by their users
+    /// (accessing a free block is a contract violation), so with no live item on the page no
+    /// slot of it can be copied except by our own writes below, which come after the image
+    /// write. While an item lives, its page's image bytes are therefore constant, every slot
+    /// page is either the constant image or a private copy, and the comparison is exact.
+    /// `tests/pool_cow_race.rs` loses slots in about 6% of its rounds without this rule.
     ///
     /// # Safety
     /// The bytes must lie within `[0, stride)` and belong to a block nobody else accesses
-    /// (the caller holds the pool lock and the block is not handed out), and the range must
-    /// not be forked if it has an image.
+    /// (the caller holds the pool lock and the block is not a live item: not yet marked live
+    /// by [`mark_live`](Self::mark_live), or already marked dead), and the range must not
+    /// be forked if it has an image.
     pub(crate) unsafe fn fill(&self, offset: usize, pattern: &[u8]) {
         debug_assert!(offset + pattern.len() <= self.stride);
         let n = pattern.len();
         if let Some(img) = self.image {
-            // SAFETY: [offset, offset+n) is inside the image mapping (stride bytes), and the
-            // block is exclusively ours (contract).
-            unsafe { ptr::copy_nonoverlapping(pattern.as_ptr(), img.as_ptr().add(offset), n) };
+            let pg = page_size();
+            for p in Self::pages(offset, n) {
+                if self.live[p] != 0 {
+                    continue;
+                }
+                let lo = (p * pg).max(offset);
+                let hi = ((p + 1) * pg).min(offset + n);
+                // SAFETY: [lo, hi) is inside the image mapping (stride bytes) and inside the
+                // block, which is exclusively ours (contract); page p is quiet, so no slot of
+                // it is being copied by anyone else (see above).
+                unsafe {
+                    ptr::copy_nonoverlapping(
+                        pattern.as_ptr().add(lo - offset),
+                        img.as_ptr().add(lo),
+                        hi - lo,
+                    )
+                };
+            }
         }
         for s in 0..self.nr_slots {
             // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
@@ -257,9 +329,10 @@ impl Range {
         }
     }
 
-    /// Writes `poison` over `[offset, offset + len)` in every *populated* slot: slots that
-    /// read as untouched (all zero in `CowZero`; in `CowInit` the image is poisoned first, so
-    /// untouched slots already read poison) are skipped, so no page is populated.
+    /// Writes `poison` over `[offset, offset + len)` in every slot that does not read it
+    /// already. `CowZero`: slots that read all zero are taken as untouched and skipped. In
+    /// `CowInit` this is [`fill`](Self::fill): the image is poisoned first on quiet pages, so
+    /// their untouched slots already read poison and are not populated.
     ///
     /// # Safety
     /// As for [`fill`](Self::fill).

@@ -4,19 +4,22 @@
 //! * [`abi`]: the area and descriptor layouts and the kernel's constants.
 //! * [`registration`]: per-thread, lazy: glibc's area when glibc registered, otherwise our
 //!   own; the fallback (with its reason) when neither works.
-//! * [`status`]: what mode the crate is in, for people and for tests.
 //! * [`arch`]: the critical sections in `asm!` (x86_64), by `cpu_id` or `mm_cid`.
 //! * [`membarrier`]: `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ`, to fence every CPU's
 //!   in-flight critical sections from another thread.
 //!
 //! The readers ([`current_cpu`], [`current_mm_cid`], [`current_node`]) are a thread-local
 //! load plus one volatile load on the fast path.
+//!
+//! This layer is the floor of the crate: it knows the kernel's ABI and nothing of index
+//! policy or structures ([`crate::status()`] and [`crate::index`] sit above it).
 
 pub mod abi;
 pub mod arch;
 pub mod membarrier;
 pub mod registration;
-pub mod status;
+
+pub use registration::{prepare_unload, register_current_thread};
 
 use std::ptr;
 
@@ -39,6 +42,16 @@ impl IndexMode {
         }
     }
 
+    /// The mode whose field is at byte offset `off` (4: `CpuId`, anything else: `MmCid`).
+    #[inline]
+    pub(crate) const fn from_offset(off: usize) -> IndexMode {
+        if off == IndexMode::CpuId.field_offset() {
+            IndexMode::CpuId
+        } else {
+            IndexMode::MmCid
+        }
+    }
+
     /// Reads the field on the calling thread, `None` if the thread has no usable rseq area
     /// or (for `MmCid`) the kernel does not provide mm_cid.
     #[inline]
@@ -50,25 +63,24 @@ impl IndexMode {
     }
 }
 
-/// Reads `mode`'s field for a structure that already resolved to rseq with this mode (so
-/// the process-wide feature checks were done at construction): one TLS load, two volatile
-/// loads. Returns the thread's area with the index, for the critical section that follows;
-/// `None` if the calling thread has no registered area.
+/// Reads `mode`'s field from `area` (the thread's area as `registration::area_raw` or
+/// `registration::area` gave it): one volatile load. On the uninitialised sentinel and on an
+/// area marked failed, both fields read values at or above `u32::MAX - 1`, beyond every slot
+/// count: callers that compare the result with their slot count need no other check.
 #[inline(always)]
-pub(crate) fn read_resolved(mode: IndexMode) -> Option<(*const abi::RseqArea, u32)> {
-    let a = registration::area();
-    // SAFETY: `area()` is never null and valid for reads for the thread's lifetime; the
-    // field is within the active feature size (checked when the structure resolved).
-    unsafe {
-        let cpu = ptr::read_volatile(&raw const (*a).cpu_id);
-        if (cpu as i32) < 0 {
-            return None;
-        }
-        Some((
-            a,
-            ptr::read_volatile((a as *const u8).add(mode.field_offset()) as *const u32),
-        ))
-    }
+pub(crate) fn read_field(area: *const abi::RseqArea, mode: IndexMode) -> u32 {
+    read_field_at(area, mode.field_offset())
+}
+
+/// [`read_field`] by byte offset (`IndexMode::field_offset`).
+#[inline(always)]
+pub(crate) fn read_field_at(area: *const abi::RseqArea, off: usize) -> u32 {
+    debug_assert!(off == 4 || off == 24);
+    // SAFETY: `area` is valid for reads for the thread's lifetime (registration invariants);
+    // `off` is the offset of `cpu_id` or `mm_cid`, within the area; the field is within the
+    // active feature size when the structure resolved to this mode, and inert (a sentinel
+    // value) otherwise.
+    unsafe { ptr::read_volatile((area as *const u8).add(off) as *const u32) }
 }
 
 /// `cpu_id` from the rseq area, `None` if the thread is not registered.
@@ -150,6 +162,26 @@ fn getcpu_node() -> Option<u32> {
     if rc == 0 { Some(node) } else { None }
 }
 
+/// The kernel maintains `mm_cid` for this process.
+#[inline]
+pub fn mm_cid_available() -> bool {
+    registration::init_thread_if_needed();
+    registration::feature_size_relaxed() >= abi::FEATURE_SIZE_MM_CID
+}
+
+/// The kernel maintains `node_id` for this process.
+#[inline]
+pub fn node_id_available() -> bool {
+    registration::init_thread_if_needed();
+    registration::feature_size_relaxed() >= abi::FEATURE_SIZE_NODE_ID
+}
+
+/// Structures can use rseq critical sections in this process.
+#[inline]
+pub fn rseq_usable() -> bool {
+    arch::HAS_CRITICAL_SECTIONS && !matches!(registration::owner(), registration::Owner::None(_))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,7 +198,7 @@ mod tests {
             } else {
                 assert_eq!(rseq_cpu_id(), None);
             }
-            if status::mm_cid_available() {
+            if mm_cid_available() {
                 let cid = current_mm_cid().expect("mm_cid");
                 assert!((cid as usize) < crate::util::possible_cpu_count());
             } else {

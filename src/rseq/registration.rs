@@ -7,30 +7,64 @@
 //! 1. The process-wide facts are computed once: the kernel's feature size and
 //!    alignment (`getauxval(AT_RSEQ_FEATURE_SIZE / AT_RSEQ_ALIGN)`), glibc's exported
 //!    `__rseq_size` / `__rseq_offset` (looked up with `dlsym`, since Rust has no stable weak
-//!    linkage), and whether the fallback is forced (`PERCID_FORCE_FALLBACK=1` or the
+//!    linkage), whether `dlsym` can see the C library at all (it cannot in a statically linked
+//!    program), and whether the fallback is forced (`PERCID_FORCE_FALLBACK=1` or the
 //!    `force-fallback` feature).
 //! 2. If glibc registered (`__rseq_size != 0`), the thread's area is at
 //!    `thread pointer + __rseq_offset`. glibc 2.35-2.39 export 32 and 2.40 exports 20 for a
-//!    32-byte area: both mean an active feature size of `min(32, AT_RSEQ_FEATURE_SIZE)`.
+//!    32-byte area: both mean an active feature size of `min(32, AT_RSEQ_FEATURE_SIZE)`. If
+//!    glibc's registration failed on this thread (`cpu_id` reads "registration failed"), the
+//!    thread is treated as unregistered.
 //! 3. Otherwise the thread registers its own 32-byte area, kept in static thread-local
-//!    storage (so it outlives every piece of code that runs on the thread), with the `rseq`
-//!    syscall; a thread-local guard unregisters it, with the same length, when the thread's
-//!    TLS destructors run. The first registration in the process also decides the process
-//!    mode: `ENOSYS` (no rseq in the kernel, or a seccomp filter that says so), `EPERM` /
-//!    `EACCES` (a filter that forbids it) or any other error switch the process to the
+//!    storage, with the `rseq` syscall. `EBUSY` means this very area is already registered on
+//!    this thread (a signal handler ran the registration between our syscall and our
+//!    bookkeeping): that is success. The first registration in the process also decides the
+//!    process mode: `ENOSYS` (no rseq in the kernel, or a seccomp filter that says so),
+//!    `EPERM` / `EACCES` (a filter that forbids it), a statically linked C library that
+//!    registered its own area we cannot locate, or any other error switch the process to the
 //!    fallback, with the reason kept for [`crate::status()`].
-//! 4. A thread without a usable area points at a static area whose `cpu_id` says
-//!    "registration failed": readers then return `None` without any extra branch.
+//!
+//! # Never unregistered
+//!
+//! Like glibc, percid never unregisters the area it registered: the area lives in the
+//! thread's static TLS, which stays valid as long as the thread can run user code, and the
+//! kernel stops using it when the thread exits. So thread-local destructors that run late in
+//! thread exit still find a registered area, and a critical section (or a [`Current`] taken
+//! earlier) can never run against an area the kernel has stopped maintaining. The one
+//! exception is [`prepare_unload`], for a library that is about to be unloaded.
+//!
+//! [`Current`]: crate::ops::Current
+//!
+//! # The sentinel areas
+//!
+//! Before its first use, a thread's area pointer names a read-only static whose `cpu_id` and
+//! `mm_cid` read `u32::MAX`: beyond any structure's slots, so a structure's fast path, which
+//! only reads the index and compares it with its slot count, falls into its cold path, and
+//! that initialises the thread. A thread without a usable registration (rseq missing or
+//! denied, forced fallback, glibc's registration failed here, [`prepare_unload`]) points at
+//! its own thread-local area marked "registration failed" (`cpu_id = -2`, `mm_cid` and
+//! `node_id = u32::MAX`), which the kernel never touches: a critical section run there by
+//! mistake stores `rseq_cs` into memory of its own thread and fails its index comparison.
+//! So the hot path needs no null or registration check.
 //!
 //! # Invariants
 //!
-//! * The thread-local pointer is null (not yet initialised) or points to an area that stays
-//!   valid as long as the thread runs: glibc's (in its thread control block), ours (static
-//!   TLS), or the static "unregistered" area.
-//! * Kernel-owned fields (`cpu_id_start`, `cpu_id`, `node_id`, `mm_cid`) are never written;
-//!   they are read with volatile loads. Only the critical sections write `rseq_cs`.
+//! * The thread-local pointer names the uninitialised sentinel, glibc's registered area,
+//!   our registered area, or our own area marked failed. Each stays valid for reads as long as
+//!   the thread runs; the last three are writable at `rseq_cs` by this thread.
+//! * Kernel-owned fields (`cpu_id_start`, `cpu_id`, `node_id`, `mm_cid`) of a registered
+//!   area are never written; they are read with volatile loads. Only the critical sections
+//!   and [`prepare_unload`] write `rseq_cs`.
 //! * After a fork the child inherits the parent's registration and the thread-local state,
 //!   which stay consistent (the kernel keeps the registration of the forking thread).
+//!
+//! # Signals
+//!
+//! The first use in the process computes the process-wide facts (`dlsym`, environment,
+//! `OnceLock`): not async-signal-safe. The first use on a thread registers it: one `rseq`
+//! syscall plus thread-local bookkeeping, safe against nesting from a signal handler once the
+//! process-wide facts exist. Call [`register_current_thread`] early on a thread whose signal
+//! handlers use percid.
 
 use super::abi::{self, RseqArea};
 use std::cell::{Cell, UnsafeCell};
@@ -51,6 +85,7 @@ pub enum Owner {
 
 /// Why the crate runs without rseq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FallbackReason {
     /// `PERCID_FORCE_FALLBACK=1` in the environment.
     ForcedByEnv,
@@ -64,6 +99,10 @@ pub enum FallbackReason {
     RegistrationFailed(i32),
     /// glibc registered, but this architecture has no way here to find its area.
     UnsupportedArch,
+    /// The program is statically linked: `dlsym` cannot see the C library, so glibc's
+    /// `__rseq_offset` cannot be found, and the kernel refused a second registration (this
+    /// errno) because the C library already registered its own area.
+    StaticLibcRegistered(i32),
 }
 
 impl std::fmt::Display for FallbackReason {
@@ -80,6 +119,35 @@ impl std::fmt::Display for FallbackReason {
                     "glibc registered rseq, but this architecture cannot locate its area"
                 )
             }
+            Self::StaticLibcRegistered(e) => write!(
+                f,
+                "statically linked program: the C library registered rseq itself and its area \
+                 cannot be located without dlsym (the kernel refused a second registration, \
+                 errno {e}); run with GLIBC_TUNABLES=glibc.pthread.rseq=0 to let percid register"
+            ),
+        }
+    }
+}
+
+impl FallbackReason {
+    /// Whether the fallback was asked for rather than imposed.
+    pub fn is_forced(&self) -> bool {
+        matches!(
+            self,
+            FallbackReason::ForcedByEnv | FallbackReason::ForcedByFeature
+        )
+    }
+
+    /// Why our own registration failed with `errno`, given whether `dlsym` can see the C
+    /// library (it cannot in a statically linked program).
+    pub(crate) fn from_errno(errno: i32, libc_visible: bool) -> FallbackReason {
+        match errno {
+            libc::ENOSYS => FallbackReason::KernelLacksRseq,
+            libc::EPERM | libc::EACCES => FallbackReason::Denied(errno),
+            // Another area is registered on this thread: in a program whose C library we
+            // cannot see, the C library's own registration (static glibc >= 2.35).
+            libc::EINVAL if !libc_visible => FallbackReason::StaticLibcRegistered(errno),
+            _ => FallbackReason::RegistrationFailed(errno),
         }
     }
 }
@@ -95,6 +163,8 @@ pub(crate) struct Process {
     pub glibc_rseq_size: Option<u32>,
     /// glibc's `__rseq_offset`.
     pub glibc_rseq_offset: Option<isize>,
+    /// `dlsym` finds the C library's own functions (false in a statically linked program).
+    pub libc_visible: bool,
     /// The fallback was forced.
     pub forced: Option<FallbackReason>,
 }
@@ -108,6 +178,9 @@ fn process() -> &'static Process {
         let kernel_align = unsafe { libc::getauxval(abi::AT_RSEQ_ALIGN) } as u32;
         let glibc_rseq_size = lookup::<u32>(c"__rseq_size");
         let glibc_rseq_offset = lookup::<isize>(c"__rseq_offset");
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name has no preconditions.
+        let libc_visible =
+            !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"getauxval".as_ptr()) }.is_null();
         let forced = if cfg!(feature = "force-fallback") {
             Some(FallbackReason::ForcedByFeature)
         } else if std::env::var_os("PERCID_FORCE_FALLBACK").is_some_and(|v| v == "1") {
@@ -120,6 +193,7 @@ fn process() -> &'static Process {
             kernel_align,
             glibc_rseq_size,
             glibc_rseq_offset,
+            libc_visible,
             forced,
         }
     })
@@ -217,52 +291,43 @@ pub(crate) fn glibc_rseq_size() -> Option<u32> {
     process().glibc_rseq_size
 }
 
-/// The area readers see on a thread without rseq: `cpu_id` says registration failed.
-/// Never written (it lives in read-only memory: no `UnsafeCell`).
-static UNREGISTERED: RseqArea = RseqArea {
-    cpu_id_start: 0,
-    cpu_id: abi::CPU_ID_REGISTRATION_FAILED,
+/// What a thread's area pointer names before the thread is initialised: every index field
+/// reads `u32::MAX` (beyond any slot count), `cpu_id` reads "not registered". Never written
+/// (read-only memory: no `UnsafeCell`).
+static UNINIT: RseqArea = RseqArea {
+    cpu_id_start: u32::MAX,
+    cpu_id: abi::CPU_ID_UNINITIALIZED,
     rseq_cs: 0,
     flags: 0,
-    node_id: 0,
-    mm_cid: 0,
+    node_id: u32::MAX,
+    mm_cid: u32::MAX,
     _reserved: 0,
 };
 
-/// Our own area, when we register. `UnsafeCell`: the kernel writes it behind our back.
+/// The contents of our own area while the kernel does not maintain it: "registration
+/// failed", every index field beyond any slot count.
+const FAILED: RseqArea = RseqArea {
+    cpu_id_start: u32::MAX,
+    cpu_id: abi::CPU_ID_REGISTRATION_FAILED,
+    rseq_cs: 0,
+    flags: 0,
+    node_id: u32::MAX,
+    mm_cid: u32::MAX,
+    _reserved: 0,
+};
+
+/// Our own area. `UnsafeCell`: the kernel writes it behind our back once registered.
 struct OwnArea(UnsafeCell<RseqArea>);
 
 thread_local! {
-    /// The thread's area: null until [`init_thread`] ran.
-    static AREA: Cell<*const RseqArea> = const { Cell::new(ptr::null()) };
-    /// Storage for our own registration (static TLS: valid as long as the thread runs).
-    static OWN_AREA: OwnArea = const { OwnArea(UnsafeCell::new(RseqArea::new())) };
-    /// Unregisters our own area when the thread's TLS destructors run.
-    static OWN_GUARD: OwnRegistrationGuard = const { OwnRegistrationGuard { registered_len: Cell::new(0) } };
-}
-
-/// Our registration on this thread: the length it was registered with (0 when none), which
-/// unregistering must repeat.
-struct OwnRegistrationGuard {
-    registered_len: Cell<u32>,
-}
-
-impl Drop for OwnRegistrationGuard {
-    fn drop(&mut self) {
-        let len = self.registered_len.get();
-        if len == 0 {
-            return;
-        }
-        // From here on, readers on this thread see the unregistered area.
-        let _ = AREA.try_with(|a| a.set(&UNREGISTERED));
-        let _ = OWN_AREA.try_with(|own| {
-            // SAFETY: we registered exactly this area with exactly this length and signature
-            // on this thread; unregistering has no other effect.
-            let rc = unsafe { rseq_syscall(own.0.get(), len, abi::RSEQ_FLAG_UNREGISTER) };
-            debug_assert_eq!(rc, 0, "rseq unregister failed");
-        });
-        self.registered_len.set(0);
-    }
+    /// The thread's area: [`UNINIT`] until [`init_thread`] ran.
+    static AREA: Cell<*const RseqArea> = const { Cell::new(&raw const UNINIT) };
+    /// Storage for our own registration (static TLS: valid as long as the thread runs), or
+    /// the thread's "failed" area when it has no usable registration.
+    static OWN_AREA: OwnArea = const { OwnArea(UnsafeCell::new(FAILED)) };
+    /// Whether this thread registered [`OWN_AREA`] with the kernel (and has not undone it
+    /// with [`prepare_unload`]).
+    static OWN_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Raw `rseq(2)`.
@@ -274,16 +339,48 @@ unsafe fn rseq_syscall(area: *mut RseqArea, len: u32, flags: i32) -> i64 {
     unsafe { libc::syscall(libc::SYS_rseq, area, len, flags, abi::RSEQ_SIG) }
 }
 
-/// The calling thread's area (initialising it on first use). Never null.
+/// The calling thread's area pointer, as is: possibly the uninitialised sentinel, whose index
+/// fields read `u32::MAX`. One thread-local load: the structures' fast path, which compares
+/// the index it reads with its slot count and initialises the thread on its cold path
+/// ([`init_thread_if_needed`]).
+#[inline(always)]
+pub(crate) fn area_raw() -> *const RseqArea {
+    // The key has no destructor, so it is accessible during TLS teardown too.
+    AREA.with(Cell::get)
+}
+
+/// The calling thread's area, initialising the thread on first use: glibc's or our
+/// registered area, or the thread's own area marked failed. Never the read-only sentinel, so
+/// a critical section may store `rseq_cs` into it.
 #[inline(always)]
 pub(crate) fn area() -> *const RseqArea {
-    let p = AREA.try_with(|a| a.get()).unwrap_or(&UNREGISTERED);
-    if p.is_null() { init_thread() } else { p }
+    let p = area_raw();
+    if ptr::eq(p, &raw const UNINIT) {
+        init_thread()
+    } else {
+        p
+    }
 }
 
 /// Ensures the calling thread is initialised.
+#[inline]
 pub(crate) fn init_thread_if_needed() {
     let _ = area();
+}
+
+/// Whether the calling thread has been initialised (its area is not the sentinel).
+#[inline]
+pub(crate) fn thread_initialised() -> bool {
+    !ptr::eq(area_raw(), &raw const UNINIT)
+}
+
+/// Registers the calling thread now (glibc's area or our own), instead of on its first use.
+/// Returns whether the thread has a usable rseq registration. Call it early on threads whose
+/// signal handlers use percid: see the [module docs](self#signals).
+pub fn register_current_thread() -> bool {
+    let a = area();
+    // SAFETY: `area()` is valid for reads for the thread's lifetime.
+    (unsafe { ptr::read_volatile(&raw const (*a).cpu_id) } as i32) >= 0
 }
 
 #[cold]
@@ -293,66 +390,136 @@ fn init_thread() -> *const RseqArea {
     let area = match p.forced {
         Some(reason) => {
             let _ = owner_cell().set(Owner::None(reason));
-            &UNREGISTERED as *const RseqArea
+            failed_area()
         }
         None => match p.glibc_rseq_size {
             Some(size) if size != 0 => libc_area(p),
-            _ => own_area(),
+            _ => own_area(p),
         },
     };
     if let Some(&owner) = owner_cell().get() {
         ACTIVE_FEATURE_SIZE.store(compute_feature_size(owner), Ordering::Relaxed);
     }
-    let _ = AREA.try_with(|a| a.set(area));
+    AREA.with(|a| a.set(area));
     area
 }
 
-/// glibc's area of this thread: thread pointer + `__rseq_offset`.
+/// This thread's own area, marked failed (the kernel does not maintain it).
+fn failed_area() -> *const RseqArea {
+    OWN_AREA.with(|own| {
+        if !OWN_REGISTERED.with(Cell::get) {
+            // SAFETY: not registered with the kernel, so nobody else writes it; this thread
+            // is not inside a critical section.
+            unsafe { ptr::write_volatile(own.0.get(), FAILED) };
+        }
+        own.0.get() as *const RseqArea
+    })
+}
+
+/// glibc's area of this thread: thread pointer + `__rseq_offset`; the failed area if glibc's
+/// registration failed on this thread.
 fn libc_area(p: &Process) -> *const RseqArea {
     match (thread_pointer(), p.glibc_rseq_offset) {
         (Some(tp), Some(off)) => {
             let _ = owner_cell().set(Owner::Libc);
-            tp.wrapping_offset(off) as *const RseqArea
+            let a = tp.wrapping_offset(off) as *const RseqArea;
+            // SAFETY: glibc's area lives in this thread's control block, valid for reads as
+            // long as the thread runs.
+            let cpu = unsafe { ptr::read_volatile(&raw const (*a).cpu_id) };
+            if (cpu as i32) < 0 {
+                // glibc's registration failed on this thread: its mm_cid would read 0.
+                failed_area()
+            } else {
+                a
+            }
         }
         _ => {
             let _ = owner_cell().set(Owner::None(FallbackReason::UnsupportedArch));
-            &UNREGISTERED
+            failed_area()
         }
     }
 }
 
 /// Registers this thread's own area, deciding the process mode on the first attempt.
-fn own_area() -> *const RseqArea {
+fn own_area(p: &Process) -> *const RseqArea {
     if let Some(Owner::None(_)) = owner_cell().get() {
-        return &UNREGISTERED;
+        return failed_area();
     }
-    let Ok(area) = OWN_AREA.try_with(|own| own.0.get()) else {
-        // TLS is being torn down: no registration for this thread.
-        return &UNREGISTERED;
-    };
-    // The guard must be alive to unregister later; if it cannot be, do not register.
-    if OWN_GUARD.try_with(|_| ()).is_err() {
-        return &UNREGISTERED;
-    }
-    // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
-    // long, valid until the thread exits; OWN_GUARD unregisters it before TLS teardown ends.
+    let area = OWN_AREA.with(|own| own.0.get());
     let len = own_registration_len();
+    // SAFETY: not registered yet: nobody else writes it. The kernel expects an area in its
+    // initial state.
+    unsafe { ptr::write_volatile(area, RseqArea::new()) };
+    // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
+    // long, valid until the thread exits (it is never unregistered but by prepare_unload).
     let rc = unsafe { rseq_syscall(area, len, 0) };
-    if rc == 0 {
-        let _ = OWN_GUARD.try_with(|g| g.registered_len.set(len));
+    let errno = if rc == 0 {
+        0
+    } else {
+        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    };
+    if own_registration_succeeded(rc, errno) {
+        OWN_REGISTERED.with(|r| r.set(true));
         let _ = owner_cell().set(Owner::Percid);
         return area;
     }
-    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let reason = match errno {
-        libc::ENOSYS => FallbackReason::KernelLacksRseq,
-        libc::EPERM | libc::EACCES => FallbackReason::Denied(errno),
-        _ => FallbackReason::RegistrationFailed(errno),
-    };
     // Only the first decision sticks: a later per-thread failure leaves that one thread
     // unregistered (structures send it to their shared overflow path).
-    let _ = owner_cell().set(Owner::None(reason));
-    &UNREGISTERED
+    let _ = owner_cell().set(Owner::None(FallbackReason::from_errno(
+        errno,
+        p.libc_visible,
+    )));
+    failed_area()
+}
+
+/// Whether registering our own area worked: the syscall succeeded, or it answered `EBUSY`,
+/// which for this area, length and signature means it is already registered on this thread
+/// (a signal handler that used percid registered it between our syscall and our
+/// bookkeeping). Any other area registered on the thread would give `EINVAL` instead.
+fn own_registration_succeeded(rc: i64, errno: i32) -> bool {
+    rc == 0 || errno == libc::EBUSY
+}
+
+/// Prepares the calling thread for the unloading of the code that uses percid (a `cdylib`
+/// about to be `dlclose`d), as librseq's `rseq_prepare_unload`:
+///
+/// * clears the thread's `rseq_cs`, which otherwise keeps pointing at the descriptor of the
+///   last critical section, inside the unloaded code's `__rseq_cs` section (the kernel reads
+///   it at the thread's next preemption and kills the thread if it is no longer mapped);
+/// * if percid registered this thread's area itself, unregisters it (the area lives in the
+///   unloaded library's thread-local storage) and marks the thread as having no registration.
+///
+/// Every thread that ran a percid critical section must call it (or have exited) before the
+/// unload. With glibc's registration the area stays registered (it is glibc's).
+///
+/// # Safety
+///
+/// No percid operation may be in progress on the calling thread (for example inside a
+/// [`PerCpu::run`](crate::per_cpu::PerCpu::run) closure), and no [`Current`] taken on this
+/// thread may be used after this call. Later percid operations on this thread work, on the
+/// structures' overflow paths.
+///
+/// [`Current`]: crate::ops::Current
+pub unsafe fn prepare_unload() {
+    let a = area_raw();
+    if ptr::eq(a, &raw const UNINIT) {
+        return; // never used here: nothing to clear
+    }
+    // SAFETY: `a` is this thread's area (glibc's, ours or ours marked failed), writable at
+    // `rseq_cs` by this thread; no critical section is running (caller's contract). The
+    // store is a single aligned 8-byte store, as the kernel expects of user space.
+    unsafe { ptr::write_volatile(&raw mut (*(a as *mut RseqArea)).rseq_cs, 0) };
+    if OWN_REGISTERED.with(Cell::get) {
+        let own = OWN_AREA.with(|own| own.0.get());
+        // SAFETY: we registered exactly this area with this length and signature on this
+        // thread.
+        let rc = unsafe { rseq_syscall(own, own_registration_len(), abi::RSEQ_FLAG_UNREGISTER) };
+        debug_assert_eq!(rc, 0, "rseq unregister failed");
+        OWN_REGISTERED.with(|r| r.set(false));
+        // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): mark it
+        // failed, so that a section comparing mm_cid with 0 cannot commit unprotected.
+        AREA.with(|c| c.set(failed_area()));
+    }
 }
 
 /// The thread pointer (`%fs` base on x86_64, `tpidr_el0` on aarch64).
@@ -380,5 +547,49 @@ fn thread_pointer() -> Option<*const u8> {
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_failures_are_classified() {
+        use FallbackReason::*;
+        assert_eq!(
+            FallbackReason::from_errno(libc::ENOSYS, true),
+            KernelLacksRseq
+        );
+        assert_eq!(
+            FallbackReason::from_errno(libc::EPERM, true),
+            Denied(libc::EPERM)
+        );
+        assert_eq!(
+            FallbackReason::from_errno(libc::EINVAL, true),
+            RegistrationFailed(libc::EINVAL)
+        );
+        // A statically linked program whose C library registered first: say so, not
+        // "errno 22".
+        let r = FallbackReason::from_errno(libc::EINVAL, false);
+        assert_eq!(r, StaticLibcRegistered(libc::EINVAL));
+        assert!(r.to_string().contains("statically linked"), "{r}");
+    }
+
+    #[test]
+    fn ebusy_on_our_own_area_is_success() {
+        assert!(own_registration_succeeded(0, 0));
+        assert!(own_registration_succeeded(-1, libc::EBUSY));
+        assert!(!own_registration_succeeded(-1, libc::EINVAL));
+        assert!(!own_registration_succeeded(-1, libc::ENOSYS));
+    }
+
+    #[test]
+    fn sentinels_are_beyond_every_slot_count() {
+        for a in [&UNINIT, &FAILED] {
+            assert_eq!(a.mm_cid, u32::MAX);
+            assert!((a.cpu_id as i32) < 0);
+            assert!(a.cpu_id as usize > crate::pool::MAX_SLOTS);
+        }
     }
 }

@@ -60,6 +60,15 @@ pub fn pin_current_thread(set: &CpuSet) -> Result<(), TopologyError> {
 /// The buffer starts at the size of the possible CPUs and doubles while the kernel answers
 /// `EINVAL` (its mask, `nr_cpu_ids` bits, is longer than the buffer), up to 2^22 CPUs.
 pub fn current_thread_affinity() -> Result<CpuSet, TopologyError> {
+    thread_affinity(0)
+}
+
+/// The affinity mask of thread `tid` of any process (`sched_getaffinity(2)`; 0 names the
+/// calling thread), sized as for [`current_thread_affinity`].
+///
+/// Errors: [`TopologyError::Syscall`] (`ESRCH`: no such thread, for instance one that has
+/// exited; `EPERM`: not allowed to read it).
+pub fn thread_affinity(tid: libc::pid_t) -> Result<CpuSet, TopologyError> {
     let bits = libc::c_ulong::BITS as usize;
     let mut words = crate::util::possible_cpu_count().div_ceil(bits).max(1);
     loop {
@@ -67,12 +76,12 @@ pub fn current_thread_affinity() -> Result<CpuSet, TopologyError> {
         let bytes = std::mem::size_of_val(mask.as_slice());
         // SAFETY: `mask` is a live, writable buffer of exactly `bytes` bytes, a multiple of
         // `sizeof(unsigned long)` as the kernel requires; the kernel writes at most `bytes`
-        // bytes into it (it fails with EINVAL rather than write more). pid 0 (passed as a long,
-        // the width the variadic syscall() reads) names the calling thread.
+        // bytes into it (it fails with EINVAL rather than write more). The thread id is
+        // passed as a long, the width the variadic syscall() reads; 0 names the caller.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_sched_getaffinity,
-                0 as libc::c_long,
+                tid as libc::c_long,
                 bytes,
                 mask.as_mut_ptr(),
             )
@@ -100,6 +109,43 @@ pub fn current_thread_affinity() -> Result<CpuSet, TopologyError> {
 /// pin). Call it from the main thread, before pinning anything, for the process-wide answer.
 pub fn allowed_cpus() -> Result<CpuSet, TopologyError> {
     current_thread_affinity()
+}
+
+/// The threads of this process and the union of their affinity masks, read from
+/// `/proc/self/task` and `sched_getaffinity(2)` of each thread: one directory read and one
+/// system call per thread. Threads that exit during the read are skipped.
+///
+/// This is the set the kernel's `mm_cid` allocator bounds IDs by (it keeps the union of the
+/// masks its threads ever had; this reads the current ones).
+pub fn process_threads_and_cpus() -> Result<(usize, CpuSet), TopologyError> {
+    let dir = std::fs::read_dir("/proc/self/task").map_err(|source| TopologyError::Syscall {
+        call: "read_dir(/proc/self/task)",
+        source,
+    })?;
+    let mut threads = 0;
+    let mut union = CpuSet::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        match thread_affinity(tid) {
+            Ok(set) => {
+                threads += 1;
+                union = union.union(&set);
+            }
+            Err(TopologyError::Syscall { source, .. })
+                if source.raw_os_error() == Some(libc::ESRCH) =>
+            {
+                continue; // exited meanwhile
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((threads, union))
 }
 
 /// The CPU the calling thread runs on now (`sched_getcpu(3)`); stale as soon as it returns

@@ -12,7 +12,7 @@ const WORD: usize = 64;
 /// makes room for it. Two sets are equal when they hold the same CPUs, whatever their
 /// allocated lengths. Iteration is in increasing CPU order.
 ///
-/// The text form, used by [`Display`](fmt::Display), [`FromStr`] and the JSON descriptions,
+/// The text form, used by [`Display`](fmt::Display), [`FromStr`] and (feature `serde`) serde,
 /// is the Linux CPU-list syntax of `/sys/devices/system/cpu/online` and friends: comma-separated
 /// CPU numbers or inclusive ranges, `0-3,8,10-11`; the empty set is the empty string.
 #[derive(Clone, Default)]
@@ -413,12 +413,16 @@ impl Iterator for CpuSetIter<'_> {
     }
 }
 
+/// The list syntax as a string (feature `serde`).
+#[cfg(feature = "serde")]
 impl serde::Serialize for CpuSet {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
+/// From the list syntax (feature `serde`).
+#[cfg(feature = "serde")]
 impl<'de> serde::Deserialize<'de> for CpuSet {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;

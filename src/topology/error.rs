@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use super::CpuSetError;
 
-/// What went wrong reading a topology, loading a description, deriving a configuration or
-/// pinning a thread.
+/// What went wrong reading a topology, validating one built from parts, or pinning a thread.
 ///
-/// `kind` fields name a domain list as in the JSON format: `"cores"`, `"l1d"`, `"l2"`, `"l3"`,
+/// `kind` fields name a domain list as in [`TopologyParts`](super::TopologyParts): `"cores"`, `"l1d"`, `"l2"`, `"l3"`,
 /// `"packages"`, `"nodes"`; `index` is a position in that list as given.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -38,30 +37,6 @@ pub enum TopologyError {
     NoCpus {
         /// Where the CPUs were looked for.
         context: String,
-    },
-    /// The description is not valid JSON (syntax), with line and column.
-    Json(serde_json::Error),
-    /// The description's `"format"` is not one this version reads.
-    UnsupportedFormat {
-        /// The `"format"` found.
-        found: String,
-    },
-    /// A required field is missing from the description.
-    MissingField {
-        /// The field (`name`, `l3[0].cpus`).
-        field: String,
-    },
-    /// A field this format does not define (a typo, or an unknown domain kind such as `"l4"`).
-    UnknownField {
-        /// The field.
-        field: String,
-    },
-    /// A field has the wrong JSON type.
-    WrongType {
-        /// The field.
-        field: String,
-        /// What it must be.
-        expected: &'static str,
     },
     /// An online CPU appears in two domains of one kind.
     CpuListedTwice {
@@ -109,20 +84,6 @@ pub enum TopologyError {
         /// The id.
         id: usize,
     },
-    /// No preset has this name.
-    UnknownPreset {
-        /// The name asked for.
-        name: String,
-        /// The presets that exist.
-        available: Vec<String>,
-    },
-    /// The topology derives no configuration of this name.
-    UnknownConfiguration {
-        /// The name asked for.
-        name: String,
-        /// The names it derives.
-        available: Vec<String>,
-    },
     /// Pinning to an empty CPU set.
     EmptyCpuSet,
     /// A CPU number beyond [`CpuSet::MAX_CPU`](super::CpuSet::MAX_CPU).
@@ -154,15 +115,6 @@ impl fmt::Display for TopologyError {
             }
             BadCpuList { context, source } => write!(f, "bad CPU list in {context}: {source}"),
             NoCpus { context } => write!(f, "no online CPU found in {context}"),
-            Json(e) => write!(f, "invalid JSON: {e}"),
-            UnsupportedFormat { found } => write!(
-                f,
-                "unsupported description format '{found}' (expected '{}')",
-                super::description::FORMAT
-            ),
-            MissingField { field } => write!(f, "missing field '{field}'"),
-            UnknownField { field } => write!(f, "unknown field '{field}'"),
-            WrongType { field, expected } => write!(f, "field '{field}' must be {expected}"),
             CpuListedTwice {
                 cpu,
                 kind,
@@ -181,16 +133,6 @@ impl fmt::Display for TopologyError {
             OnlineNotPossible { cpu } => write!(f, "online CPU {cpu} is not a possible CPU"),
             EmptyDomain { kind, index } => write!(f, "{kind}[{index}] has no CPU"),
             DuplicateId { kind, id } => write!(f, "two {kind} have id {id}"),
-            UnknownPreset { name, available } => write!(
-                f,
-                "no preset named '{name}' (presets: {})",
-                available.join(", ")
-            ),
-            UnknownConfiguration { name, available } => write!(
-                f,
-                "no configuration named '{name}' on this topology (configurations: {})",
-                available.join(", ")
-            ),
             EmptyCpuSet => write!(f, "cannot pin to an empty CPU set"),
             CpuOutOfRange { cpu } => write!(
                 f,
@@ -210,7 +152,6 @@ impl std::error::Error for TopologyError {
                 Some(source)
             }
             TopologyError::BadCpuList { source, .. } => Some(source),
-            TopologyError::Json(e) => Some(e),
             _ => None,
         }
     }

@@ -167,9 +167,53 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// 8 cores with SMT siblings `k, k + 8`, one 16 MiB L3 (the shape of a Xeon E-2388G).
+    fn eight_cores_two_threads() -> Topology {
+        use crate::topology::{
+            CacheDomain, Core, Domain, DomainOrigin, TopologyParts, TopologySource,
+        };
+        let online = set("0-15");
+        let cores: Vec<Core> = (0..8)
+            .map(|k| Core {
+                cpus: [k, k + 8].into_iter().collect(),
+            })
+            .collect();
+        let l2 = cores
+            .iter()
+            .map(|c| CacheDomain {
+                size: None,
+                cpus: c.cpus.clone(),
+                origin: DomainOrigin::Core,
+            })
+            .collect();
+        let parts = TopologyParts {
+            name: "test".into(),
+            note: None,
+            possible: online.clone(),
+            online: online.clone(),
+            cores,
+            l1d: Vec::new(),
+            l2,
+            l3: vec![CacheDomain {
+                size: Some(16 << 20),
+                cpus: online.clone(),
+                origin: DomainOrigin::Cache,
+            }],
+            packages: vec![Domain {
+                id: 0,
+                cpus: online.clone(),
+            }],
+            nodes: vec![Domain {
+                id: 0,
+                cpus: online,
+            }],
+        };
+        Topology::from_parts(parts, TopologySource::Description).unwrap()
+    }
+
     #[test]
     fn compare_reports_each_difference() {
-        let t = Topology::preset("xeon-e-2388g").unwrap();
+        let t = eight_cores_two_threads();
         let mut view = HwlocView {
             cpus: set("0-15"),
             l3: vec![HwlocL3 {

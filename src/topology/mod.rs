@@ -2,8 +2,15 @@
 //!
 //! The machine as CPUs (possible, online, allowed for this process), cores and their SMT
 //! siblings, L1d/L2/L3 cache domains with sizes, packages and NUMA nodes ([`Topology`]); CPU
-//! sets in Linux list syntax ([`CpuSet`]); pinning threads ([`pin_current_thread`]); the
-//! benchmark configurations of the reference measurement ([`Topology::configurations`]).
+//! sets in Linux list syntax, of any width ([`CpuSet`]); pinning threads to one CPU or to a
+//! set ([`pin_current_thread`]).
+//!
+//! Why this is library material: a program that shards per CPU or per concurrency ID also
+//! places its threads (pin to a set, one worker per L3 domain, keep SMT siblings apart), and
+//! the user-space CID allocator needs the calling thread's affinity mask, of any width. Machine
+//! descriptions in JSON, presets of machines we do not have, the benchmark configurations
+//! (`8c-1l3`, ...) and the cost model live in the `percid-burst` package, which builds its
+//! machines through [`Topology::from_parts`].
 //!
 //! | file | concern |
 //! |---|---|
@@ -11,9 +18,6 @@
 //! | `affinity.rs` | `sched_setaffinity` / `sched_getaffinity` / `sched_getcpu` |
 //! | `model.rs` | [`Topology`], its parts and invariants, the human-readable report |
 //! | `sysfs.rs` | reading sysfs, fallbacks |
-//! | `description.rs` | JSON descriptions (format below) |
-//! | `presets.rs` | built-in descriptions ([`PRESETS`]) |
-//! | `configurations.rs` | [`Configuration`]s: `8c-1l3`, `24c-24l3`, ... |
 //! | `hwloc.rs` | cross-check with libhwloc (feature `hwloc`) |
 //! | `error.rs` | [`TopologyError`] |
 //!
@@ -56,67 +60,28 @@
 //! ids are distinct; each list is sorted by first CPU. A core belongs to the L3 domain of its
 //! lowest CPU (nesting is not checked: some virtual machines report odd caches).
 //!
-//! ## JSON descriptions
 //!
-//! A machine that is not this one is described in JSON ([`Topology::from_json`],
-//! [`Topology::to_json`]); CPU sets are strings in Linux list syntax, sizes are bytes:
+//! ## Example
 //!
-//! ```json
-//! {
-//!   "format": "percid-topology/1",
-//!   "name": "two-cores",
-//!   "note": "free text: where the figures come from",
-//!   "possible": "0-1",
-//!   "online": "0-1",
-//!   "packages": [ { "id": 0, "cpus": "0-1" } ],
-//!   "nodes": [ { "id": 0, "cpus": "0-1" } ],
-//!   "cores": [ "0", "1" ],
-//!   "l1d": [ { "cpus": "0", "size": 49152 }, { "cpus": "1", "size": 49152 } ],
-//!   "l2": [ { "cpus": "0", "size": 2097152 }, { "cpus": "1", "size": 2097152 } ],
-//!   "l3": [ { "cpus": "0-1", "size": 314572800, "origin": "cache" } ],
-//!   "cost_model": { "anything": "kept as is" }
+//! ```
+//! use percid::topology::{CpuSet, Topology};
+//!
+//! let machine = Topology::from_sysfs().unwrap();
+//! // One worker per L3 domain, pinned to the allowed CPUs of that domain.
+//! for domain in machine.l3() {
+//!     let cpus: CpuSet = domain.cpus.intersection(machine.allowed());
+//!     if !cpus.is_empty() {
+//!         println!("L3 domain {}: {} CPU(s)", cpus, cpus.len());
+//!     }
 //! }
 //! ```
-//!
-//! | field | required | meaning |
-//! |---|---|---|
-//! | `format` | yes | `"percid-topology/1"` |
-//! | `name` | yes | short name |
-//! | `note` | no | free text |
-//! | `cores` | yes | one CPU list per core: its SMT siblings |
-//! | `l3` | yes | L3 domains: `{ "cpus", "size"?, "origin"? }` |
-//! | `packages` | yes | `{ "id"?, "cpus" }` (id defaults to the position) |
-//! | `online` | no | defaults to the union of the cores |
-//! | `possible` | no | defaults to `online`; may add offline CPUs and holes |
-//! | `l2` | no | like `l3`; default one per core, origin `core`, no size |
-//! | `l1d` | no | like `l3`; default unknown (`[]`) |
-//! | `nodes` | no | like `packages`; default one node 0 of all online CPUs |
-//! | `cost_model` | no | any JSON object, kept verbatim and written back, not interpreted here |
-//!
-//! `size` is bytes or `null` (unknown); `origin` is `cache` (default), `die`, `package`,
-//! `core` or `synthetic` (what a sysfs fallback produced). Domain order does not matter.
-//! Errors are typed [`TopologyError`]s: invalid JSON (with line and column), wrong or missing
-//! `format`, missing field, unknown field (a typo, or a domain kind such as `"l4"`), wrong
-//! type, bad CPU list, a CPU listed in two domains of one kind, an online CPU in none, a
-//! domain naming a CPU that is not online, an empty domain, duplicate ids, a cost model that
-//! is not an object. The allowed CPUs are not part of a description: a loaded description
-//! allows all its online CPUs.
-//!
-//! ## Configurations
-//!
-//! See [`Topology::configurations`]: `Nc-1l3`, `Nc-Nl3`, `Cc-Ll3`, `Tt-Ll3`, computed on the
-//! allowed CPUs, duplicates dropped. The `epyc-9654` preset yields `8c-1l3`, `24c-24l3`,
-//! `192c-24l3`, `384t-24l3`.
 
 mod affinity;
-mod configurations;
 mod cpuset;
-pub(crate) mod description;
 mod error;
 #[cfg(feature = "hwloc")]
 pub mod hwloc;
 mod model;
-mod presets;
 mod sysfs;
 
 use std::path::Path;
@@ -124,14 +89,13 @@ use std::path::Path;
 pub use crate::util::possible_cpu_count;
 pub use affinity::{
     allowed_cpus, current_cpu, current_thread_affinity, pin_current_thread,
-    pin_current_thread_to_cpu,
+    pin_current_thread_to_cpu, process_threads_and_cpus, thread_affinity,
 };
-pub use configurations::{Configuration, ConfigurationKind};
 pub use cpuset::{CpuSet, CpuSetError, CpuSetIter};
-pub use description::FORMAT;
 pub use error::TopologyError;
-pub use model::{CacheDomain, Core, Domain, DomainOrigin, Topology, TopologyParts, TopologySource};
-pub use presets::PRESETS;
+pub use model::{
+    CacheDomain, Core, Domain, DomainOrigin, Topology, TopologyParts, TopologySource, human_size,
+};
 
 impl Topology {
     /// This machine, from `/sys`, with the [allowed](Topology::allowed) CPUs set to the

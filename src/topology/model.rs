@@ -83,7 +83,7 @@ pub enum TopologySource {
         /// The root.
         root: PathBuf,
     },
-    /// A description: JSON or a built-in preset.
+    /// Built with [`Topology::from_parts`]: a machine description (JSON, a preset), a test.
     Description,
 }
 
@@ -111,15 +111,14 @@ pub struct TopologyParts {
     pub packages: Vec<Domain>,
     /// NUMA nodes with CPUs; must partition `online`, ids distinct.
     pub nodes: Vec<Domain>,
-    /// Opaque cost model of a description (see the module docs), kept as is.
-    pub cost_model: Option<serde_json::Value>,
 }
 
 /// A machine: its CPUs, cores and SMT siblings, cache domains, packages and NUMA nodes.
 ///
 /// The same type describes the machine the process runs on ([`Topology::from_sysfs`]), a
-/// captured sysfs tree ([`Topology::from_sysfs_root`]), a JSON description
-/// ([`Topology::from_json`]) or a preset ([`Topology::preset`]).
+/// captured sysfs tree ([`Topology::from_sysfs_root`]), or any machine built from its parts
+/// ([`Topology::from_parts`]; the `percid-burst` package loads JSON descriptions and presets
+/// that way).
 ///
 /// Invariants (checked by [`Topology::from_parts`], through which every constructor goes):
 /// `online` is non-empty and a subset of `possible`; `allowed` is a subset of `online`; cores,
@@ -141,7 +140,6 @@ pub struct Topology {
     pub(crate) l3: Vec<CacheDomain>,
     pub(crate) packages: Vec<Domain>,
     pub(crate) nodes: Vec<Domain>,
-    pub(crate) cost_model: Option<serde_json::Value>,
 }
 
 /// Checks that `lists` (the CPU sets of the domains of one kind) partition `online`.
@@ -235,7 +233,6 @@ impl Topology {
             l3: parts.l3,
             packages: parts.packages,
             nodes: parts.nodes,
-            cost_model: parts.cost_model,
         })
     }
 
@@ -309,16 +306,6 @@ impl Topology {
         &self.nodes
     }
 
-    /// The description's opaque `cost_model` object, if any.
-    pub fn cost_model(&self) -> Option<&serde_json::Value> {
-        self.cost_model.as_ref()
-    }
-
-    /// Sets (or clears) the opaque cost model carried by [`to_json`](Self::to_json).
-    pub fn set_cost_model(&mut self, model: Option<serde_json::Value>) {
-        self.cost_model = model;
-    }
-
     /// Index into [`cores`](Self::cores) of the core of `cpu` (None if not online).
     pub fn core_of(&self, cpu: usize) -> Option<usize> {
         self.cores.iter().position(|c| c.cpus.contains(cpu))
@@ -355,8 +342,8 @@ impl Topology {
     }
 }
 
-/// `1 MiB`, `32 KiB`, `300 MiB`, or bytes.
-pub(crate) fn human_size(bytes: u64) -> String {
+/// A byte count for people: `1 MiB`, `32 KiB`, `300 MiB`, or bytes.
+pub fn human_size(bytes: u64) -> String {
     const KIB: u64 = 1024;
     if bytes >= KIB * KIB && bytes.is_multiple_of(KIB * KIB) {
         format!("{} MiB", bytes / (KIB * KIB))

@@ -108,10 +108,11 @@ fn numbered_entries(dir: &Path, prefix: &str) -> Result<Vec<usize>, TopologyErro
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
             continue;
         };
-        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(n) = rest.parse::<usize>() {
-                out.push(n);
-            }
+        if !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(n) = rest.parse::<usize>()
+        {
+            out.push(n);
         }
     }
     out.sort_unstable();
@@ -331,7 +332,6 @@ pub(crate) fn read(root: &Path, name: String) -> Result<TopologyParts, TopologyE
         l3,
         packages,
         nodes,
-        cost_model: None,
     })
 }
 

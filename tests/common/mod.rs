@@ -27,6 +27,9 @@ pub fn matrix(name: &str, body: impl FnOnce()) {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", name, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, variant)
+            // Each variant sets exactly its own switch (the parent may run under either).
+            .env_remove("PERCID_FORCE_FALLBACK")
+            .env_remove("GLIBC_TUNABLES")
             .env(key, value)
             .output()
             .expect("spawn child test");

@@ -4,7 +4,7 @@
 /// resolution of one scheduler tick (1-10 ms), ample for an expiry period of about 100 ms.
 /// Falls back to `CLOCK_MONOTONIC` where the coarse clock is missing.
 #[inline]
-pub(super) fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

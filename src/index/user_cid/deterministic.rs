@@ -200,7 +200,7 @@ impl DeterministicAllocator {
             .position(|t| t.cid == cid)
             .unwrap_or_else(|| panic!("thread {thread} does not hold CID {cid}"));
         let taken = t.held.remove(i);
-        self.core.release(taken, now);
+        self.core.release(taken, Some(now));
     }
 
     /// Move the virtual clock to `now` without doing anything (affects [`kept_cid`]).

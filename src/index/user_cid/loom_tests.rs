@@ -98,10 +98,10 @@ fn one_cid_two_threads() {
             let g = f.clone();
             let h = thread::spawn(move || {
                 let t = g.acquire(1, 0);
-                g.core.release(t, MS);
+                g.core.release(t, Some(MS));
             });
             let t = f.acquire(0, 0);
-            f.core.release(t, MS);
+            f.core.release(t, Some(MS));
             h.join().unwrap();
             assert_eq!(f.total(), 2);
             assert!(f.none_leased());
@@ -118,16 +118,16 @@ fn fast_path_races_expiry_takeover() {
             let f = Fixture::new(policy, 2, 2, 2);
             let t = f.core.try_acquire(0, 0).unwrap();
             assert_eq!((t.cid, t.touch), (0, 0));
-            f.core.release(t, 0);
+            f.core.release(t, Some(0));
             let g = f.clone();
             let h = thread::spawn(move || {
                 let t = g.acquire(1, 200 * MS);
-                g.core.release(t, 200 * MS);
+                g.core.release(t, Some(200 * MS));
                 let t = g.acquire(1, 200 * MS);
-                g.core.release(t, 200 * MS);
+                g.core.release(t, Some(200 * MS));
             });
             let t = f.acquire(0, 200 * MS);
-            f.core.release(t, 200 * MS);
+            f.core.release(t, Some(200 * MS));
             h.join().unwrap();
             assert_eq!(f.total(), 3);
             assert!(f.none_leased());
@@ -146,20 +146,20 @@ fn exact_lease_races_acquire() {
     model(|| {
         let f = Fixture::new(Policy::Legacy, 2, 2, 2);
         let t = f.core.try_acquire(0, 0).unwrap();
-        f.core.release(t, 0);
+        f.core.release(t, Some(0));
         let g = f.clone();
         let h = thread::spawn(move || {
             if let Some(t) = g.core.try_acquire_exact(0) {
                 assert_eq!(t.touch, super::state::NONE);
                 g.touch(t);
-                g.core.release(t, 0);
+                g.core.release(t, Some(0));
             }
         });
         let a = f.acquire(0, MS);
         let b = f.acquire(1, MS);
         assert_ne!(a.cid, b.cid);
-        f.core.release(b, MS);
-        f.core.release(a, MS);
+        f.core.release(b, Some(MS));
+        f.core.release(a, Some(MS));
         h.join().unwrap();
         assert!(f.total() >= 2);
         assert!(f.none_leased());
@@ -175,11 +175,11 @@ fn concurrent_expansion() {
         let g = f.clone();
         let h = thread::spawn(move || {
             let t = g.acquire(1, 0);
-            g.core.release(t, 0);
+            g.core.release(t, Some(0));
             t.cid
         });
         let t = f.acquire(0, 0);
-        f.core.release(t, 0);
+        f.core.release(t, Some(0));
         let other = h.join().unwrap();
         let mut ids = [t.cid, other];
         ids.sort();
@@ -199,11 +199,11 @@ fn two_threads_one_cpu() {
             let g = f.clone();
             let h = thread::spawn(move || {
                 let t = g.acquire(0, 0);
-                g.core.release(t, MS);
+                g.core.release(t, Some(MS));
                 t
             });
             let a = f.acquire(0, 0);
-            f.core.release(a, MS);
+            f.core.release(a, Some(MS));
             let b = h.join().unwrap();
             assert_eq!(f.total(), 2);
             assert!(f.none_leased());
@@ -227,12 +227,12 @@ fn three_threads_two_cids() {
                     let g = f.clone();
                     thread::spawn(move || {
                         let t = g.acquire(cpu, 0);
-                        g.core.release(t, 0);
+                        g.core.release(t, Some(0));
                     })
                 })
                 .collect();
             let t = f.acquire(0, 0);
-            f.core.release(t, 0);
+            f.core.release(t, Some(0));
             for h in handles {
                 h.join().unwrap();
             }

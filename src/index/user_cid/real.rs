@@ -8,10 +8,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::clock::{current_cpu, now_ns};
-use super::state::{Core, NONE, Taken};
+use super::state::{Core, Taken};
 use super::thread::{self, FORK_GEN};
 use super::{AllocatorConfig, Policy};
 use crate::util::possible_cpu_count;
+
+/// The stamp interval of the process-wide allocators ([`CidAllocator::global`]).
+pub const GLOBAL_STAMP_INTERVAL: u32 = 32;
 
 /// `Shared::epoch` while a thread resets the core for the generation in the low bits.
 const RESETTING: u64 = 1 << 63;
@@ -105,15 +108,24 @@ impl CidAllocator {
         let expiry_ns = u64::try_from(config.expiry.as_nanos()).unwrap_or(u64::MAX);
         CidAllocator {
             shared: Arc::new(Shared {
-                core: Core::new(config.policy, config.capacity, cpus, expiry_ns),
+                core: Core::with_stamp_interval(
+                    config.policy,
+                    config.capacity,
+                    cpus,
+                    expiry_ns,
+                    config.stamp_interval,
+                ),
                 epoch: AtomicU64::new(FORK_GEN.load(Relaxed)),
                 id: NEXT_ID.fetch_add(1, Relaxed),
             }),
         }
     }
 
-    /// The process-wide allocator of `policy`: real clock, default expiry, capacity = the
-    /// number of possible CPUs. Created on first use.
+    /// The process-wide allocator of `policy`, the one structures lease from: real clock,
+    /// default expiry, capacity = the number of possible CPUs, and a stamp interval of
+    /// [`GLOBAL_STAMP_INTERVAL`] (a CPU's use is stamped on one release in 32: expiry is
+    /// approximate, which only costs locality; allocators made with [`CidAllocator::new`]
+    /// stamp every release by default). Created on first use.
     pub fn global(policy: Policy) -> &'static CidAllocator {
         static CACHE_LOCAL: OnceLock<CidAllocator> = OnceLock::new();
         static LEGACY: OnceLock<CidAllocator> = OnceLock::new();
@@ -121,7 +133,11 @@ impl CidAllocator {
             Policy::CacheLocal => &CACHE_LOCAL,
             Policy::Legacy => &LEGACY,
         };
-        cell.get_or_init(|| CidAllocator::new(AllocatorConfig::new(policy)))
+        cell.get_or_init(|| {
+            CidAllocator::new(
+                AllocatorConfig::new(policy).with_stamp_interval(GLOBAL_STAMP_INTERVAL),
+            )
+        })
     }
 
     /// Acquire a CID for the calling thread, running on the current CPU.
@@ -179,12 +195,20 @@ impl CidAllocator {
 
     #[inline]
     fn lease(&self, taken: Taken, epoch: u64) -> CidLease<'_> {
+        held::push(self.shared.id, taken.cid);
         CidLease {
             shared: &self.shared,
             taken,
             epoch,
-            _not_sync: PhantomData,
+            _not_send: PhantomData,
         }
+    }
+
+    /// Whether the calling thread holds a lease on `cid` of this allocator right now (a
+    /// lease it took and has not dropped). Exact for a thread holding up to 8 leases (of all
+    /// allocators) at once; leases taken while it holds 8 are not seen (`false`).
+    pub fn held_by_current_thread(&self, cid: u32) -> bool {
+        held::contains(self.shared.id, cid)
     }
 
     /// The allocation policy.
@@ -221,6 +245,25 @@ impl CidAllocator {
         self.shared.core.max_nr_cid()
     }
 
+    /// The dense bound of live CIDs, `min(allowed CPUs, capacity, live threads)`: the
+    /// cache-local policy hands out CIDs below it (see the [orphans](crate::orphans) module
+    /// for what a structure does with the slots above). A snapshot, from the allocator's own
+    /// counters: no system call.
+    pub fn live_bound(&self) -> u32 {
+        self.shared.enter();
+        self.shared.core.live_bound()
+    }
+
+    /// Whether `cid` is idle now: not leased, and kept by no CPU or by one that has not used
+    /// it for the expiry period (so no thread uses its slot until somebody acquires it). A
+    /// snapshot; false at or above the capacity. With a stamp interval above 1 a CPU's use
+    /// is stamped on some releases only, so a CID in steady use may look idle early: that
+    /// costs a structure locality (it moves contents out of a slot in use), never exactness.
+    pub fn is_idle(&self, cid: u32) -> bool {
+        self.shared.enter();
+        self.shared.core.is_idle(cid, now_ns())
+    }
+
     /// Whether `cid` is leased right now (a snapshot; false at or above the capacity).
     pub fn is_held(&self, cid: u32) -> bool {
         self.shared.enter();
@@ -232,13 +275,14 @@ impl CidAllocator {
 /// [`cid`](Self::cid). Dropping it releases the CID (with release ordering: what the holder
 /// wrote is visible to the next holder, which acquires with acquire ordering).
 ///
-/// `Send` (a lease may be released by another thread) but not `Sync`.
+/// Neither `Send` nor `Sync`: a lease is released by the thread that took it, which is what
+/// lets [`CidAllocator::held_by_current_thread`] answer from thread-local bookkeeping.
 #[must_use = "the CID is released as soon as the lease is dropped"]
 pub struct CidLease<'a> {
     shared: &'a Shared,
     taken: Taken,
     epoch: u64,
-    _not_sync: PhantomData<std::cell::Cell<()>>,
+    _not_send: PhantomData<*const ()>,
 }
 
 impl CidLease<'_> {
@@ -260,16 +304,13 @@ impl fmt::Debug for CidLease<'_> {
 impl Drop for CidLease<'_> {
     #[inline]
     fn drop(&mut self) {
+        held::remove(self.shared.id, self.taken.cid);
         // A lease taken before a fork releases nothing in the child: the child's allocator
         // state was (or will be) reset and may have handed this CID out again.
         if FORK_GEN.load(Relaxed) != self.epoch {
             return;
         }
-        let now = if self.taken.touch != NONE {
-            now_ns()
-        } else {
-            0
-        };
+        let now = self.shared.core.stamp_due(&self.taken).then(now_ns);
         self.shared.core.release(self.taken, now);
     }
 }
@@ -286,4 +327,82 @@ fn backoff(spins: &mut u32) {
         std::thread::sleep(Duration::from_micros(50));
     }
     *spins = spins.saturating_add(1);
+}
+
+/// The leases the calling thread holds, per allocator: what lets a drain that runs inside one
+/// of the thread's own leases take that slot instead of waiting for itself
+/// (`CidAllocator::held_by_current_thread`). A small fixed table in thread-local storage
+/// without a destructor, so it works during thread-local teardown too; a lease is pushed when
+/// taken and removed when dropped (usually the last one: leases nest).
+pub(super) mod held {
+    use std::cell::Cell;
+
+    /// Leases tracked per thread.
+    pub const TRACKED: usize = 8;
+
+    /// A free entry below the top (a lease dropped out of order); allocator ids start at 1.
+    const HOLE: (u64, u32) = (0, 0);
+
+    /// A stack of `(allocator id, cid)`: leases nest, so a push and the matching pop touch the
+    /// top only. Leases taken while the stack is full are counted, not recorded.
+    struct Held {
+        len: Cell<usize>,
+        untracked: Cell<usize>,
+        entries: [Cell<(u64, u32)>; TRACKED],
+    }
+
+    thread_local! {
+        static HELD: Held = const {
+            Held {
+                len: Cell::new(0),
+                untracked: Cell::new(0),
+                entries: [const { Cell::new(HOLE) }; TRACKED],
+            }
+        };
+    }
+
+    /// Records a lease taken by this thread.
+    #[inline(always)]
+    pub(super) fn push(alloc: u64, cid: u32) {
+        HELD.with(|h| {
+            let n = h.len.get();
+            if n < TRACKED {
+                h.entries[n].set((alloc, cid));
+                h.len.set(n + 1);
+            } else {
+                h.untracked.set(h.untracked.get() + 1);
+            }
+        });
+    }
+
+    /// Forgets a lease this thread drops.
+    #[inline(always)]
+    pub(super) fn remove(alloc: u64, cid: u32) {
+        HELD.with(|h| {
+            let n = h.len.get();
+            if n > 0 && h.entries[n - 1].get() == (alloc, cid) {
+                let mut top = n - 1;
+                while top > 0 && h.entries[top - 1].get() == HOLE {
+                    top -= 1;
+                }
+                h.len.set(top);
+            } else {
+                remove_out_of_order(h, alloc, cid);
+            }
+        });
+    }
+
+    #[cold]
+    fn remove_out_of_order(h: &Held, alloc: u64, cid: u32) {
+        let n = h.len.get();
+        match (0..n).find(|&i| h.entries[i].get() == (alloc, cid)) {
+            Some(i) => h.entries[i].set(HOLE),
+            // Taken while the stack was full.
+            None => h.untracked.set(h.untracked.get().saturating_sub(1)),
+        }
+    }
+
+    pub(super) fn contains(alloc: u64, cid: u32) -> bool {
+        HELD.with(|h| (0..h.len.get()).any(|i| h.entries[i].get() == (alloc, cid)))
+    }
 }

@@ -53,8 +53,11 @@ struct CpuSlot {
     kept: AtomicU32,
     /// The last CID handed to a thread on this CPU, or [`NONE`] (read by `CacheLocal`).
     recent: AtomicU32,
-    /// Time (caller's scale) at which a lease of this CPU's kept CID was last released.
+    /// Time (caller's scale) at which a lease of this CPU's kept CID was last released (or,
+    /// with a stamp interval above 1, last stamped).
     last_use: AtomicU64,
+    /// Releases of this CPU's kept CID since it was last stamped (stamp interval above 1).
+    unstamped: AtomicU32,
 }
 
 /// Threads and CPUs seen by the allocator (read on the slow path only).
@@ -76,6 +79,10 @@ pub(crate) struct Taken {
     /// The CPU whose `last_use` the release refreshes: the CPU that keeps `cid`, or [`NONE`]
     /// for a transient lease and for an exact lease (which do not count as use by a CPU).
     pub(crate) touch: u32,
+    /// The state word as the holder last wrote it (leased bit set). While a CID is leased
+    /// only its holder writes the word (I1), so the release can store this value without its
+    /// leased bit instead of a read-modify-write.
+    pub(crate) word: u64,
 }
 
 /// The shared allocation state. All methods take `&self` and are safe to call concurrently.
@@ -85,6 +92,8 @@ pub(crate) struct Core {
     capacity: u32,
     nr_cpus: usize,
     expiry_ns: u64,
+    /// Releases between two stamps of a CPU's `last_use` (1: every release).
+    stamp_interval: u32,
     /// One state word per CID (I1).
     cids: Box<[CachePadded<AtomicU64>]>,
     /// One record per CPU number.
@@ -101,6 +110,19 @@ impl Core {
     /// Panics if `capacity` is 0 or above [`MAX_CAPACITY`], or `nr_cpus` is 0 or above
     /// [`MAX_CPUS`].
     pub(crate) fn new(policy: Policy, capacity: u32, nr_cpus: u32, expiry_ns: u64) -> Self {
+        Core::with_stamp_interval(policy, capacity, nr_cpus, expiry_ns, 1)
+    }
+
+    /// As [`new`](Self::new), refreshing a CPU's `last_use` on one release in
+    /// `stamp_interval` (at least 1) instead of on every release: see
+    /// [`stamp_due`](Self::stamp_due).
+    pub(crate) fn with_stamp_interval(
+        policy: Policy,
+        capacity: u32,
+        nr_cpus: u32,
+        expiry_ns: u64,
+        stamp_interval: u32,
+    ) -> Self {
         assert!(
             (1..=MAX_CAPACITY).contains(&capacity),
             "CID allocator capacity must be in 1..={MAX_CAPACITY}, got {capacity}"
@@ -115,6 +137,7 @@ impl Core {
             capacity,
             nr_cpus,
             expiry_ns,
+            stamp_interval: stamp_interval.max(1),
             cids: (0..capacity)
                 .map(|_| CachePadded(AtomicU64::new(0)))
                 .collect(),
@@ -124,6 +147,7 @@ impl Core {
                         kept: AtomicU32::new(NONE),
                         recent: AtomicU32::new(NONE),
                         last_use: AtomicU64::new(0),
+                        unstamped: AtomicU32::new(0),
                     })
                 })
                 .collect(),
@@ -200,6 +224,7 @@ impl Core {
         Some(Taken {
             cid: k,
             touch: c as u32,
+            word: leased(s),
         })
     }
 
@@ -281,16 +306,48 @@ impl Core {
                 return None;
             }
             match word.compare_exchange(s, leased(s), Acquire, Relaxed) {
-                Ok(_) => return Some(Taken { cid, touch: NONE }),
+                Ok(_) => {
+                    return Some(Taken {
+                        cid,
+                        touch: NONE,
+                        word: leased(s),
+                    });
+                }
                 Err(actual) => s = actual,
             }
         }
     }
 
-    /// End a lease at time `now`. `t` must come from this core and be released once.
+    /// Whether the release of `t` should stamp its CPU's `last_use` (and so needs the time):
+    /// always for a lease of a kept CID with a stamp interval of 1; with an interval `n`, on
+    /// one such release in `n` per CPU. The count is a plain load and store: a count lost to a
+    /// race only moves a stamp.
     #[inline]
-    pub(crate) fn release(&self, t: Taken, now: u64) {
-        if t.touch != NONE {
+    pub(crate) fn stamp_due(&self, t: &Taken) -> bool {
+        if t.touch == NONE {
+            return false;
+        }
+        if self.stamp_interval == 1 {
+            return true;
+        }
+        let u = &self.cpus[t.touch as usize].unstamped;
+        let n = u.load(Relaxed) + 1;
+        if n >= self.stamp_interval {
+            u.store(0, Relaxed);
+            true
+        } else {
+            u.store(n, Relaxed);
+            false
+        }
+    }
+
+    /// End a lease; `now` (on the caller's scale) when [`stamp_due`](Self::stamp_due) said
+    /// so. `t` must come from this core and be released once.
+    #[inline]
+    pub(crate) fn release(&self, t: Taken, now: Option<u64>) {
+        if t.touch != NONE
+            && let Some(now) = now
+        {
             // Written before the Release below, so whoever sees the CID free also sees this
             // use when it judges expiry (I4).
             let last = &self.cpus[t.touch as usize].last_use;
@@ -299,9 +356,11 @@ impl Core {
             }
         }
         // Release: everything the holder wrote under the lease happens-before the next
-        // holder's Acquire compare-and-swap (I5).
-        let prev = self.cids[t.cid as usize].fetch_and(!LEASED, Release);
-        debug_assert!(prev & LEASED != 0, "CID {} released twice", t.cid);
+        // holder's Acquire compare-and-swap (I5). A plain store: while the CID is leased only
+        // the holder writes its word (I1), so the word still is `t.word`.
+        let w = &self.cids[t.cid as usize];
+        debug_assert_eq!(w.load(Relaxed), t.word, "CID {} released twice", t.cid);
+        w.store(t.word & !LEASED, Release);
     }
 
     /// Whether `cpu` last used its kept CID at least the expiry period before `now`.
@@ -341,6 +400,7 @@ impl Core {
         let keeper = keep.then_some(c);
         // Acquire load: if this sees a release, it also sees that release's `last_use` (I4).
         let mut s = word.load(Acquire);
+        let mut written;
         loop {
             let ok = if steal {
                 s & LEASED == 0
@@ -350,7 +410,8 @@ impl Core {
             if !ok {
                 return None;
             }
-            match word.compare_exchange(s, with_keeper(leased(s), keeper), Acquire, Acquire) {
+            written = with_keeper(leased(s), keeper);
+            match word.compare_exchange(s, written, Acquire, Acquire) {
                 Ok(_) => break,
                 Err(actual) => s = actual,
             }
@@ -366,16 +427,25 @@ impl Core {
                 };
             if installed {
                 touch = c as u32;
+                // A newly kept CID starts its life now, whatever the stamp interval.
+                if slot.last_use.load(Relaxed) != now {
+                    slot.last_use.store(now, Relaxed);
+                }
             } else {
                 // Another thread of this CPU installed its own CID meanwhile: this one is
                 // transient. Only the holder writes a leased word (I1), so a store suffices.
-                word.store(with_keeper(word.load(Relaxed), None), Relaxed);
+                written = with_keeper(written, None);
+                word.store(written, Relaxed);
             }
         }
         if slot.recent.load(Relaxed) != k {
             slot.recent.store(k, Relaxed);
         }
-        Some(Taken { cid: k, touch })
+        Some(Taken {
+            cid: k,
+            touch,
+            word: written,
+        })
     }
 
     /// Lowest CID in `lo..hi` available to CPU `c`, leased.
@@ -467,6 +537,25 @@ impl Core {
         (r != NONE).then_some(r)
     }
 
+    /// The dense bound of live CIDs: `min(allowed CPUs, capacity, live threads)` (the
+    /// expansion limit of `CacheLocal`). A snapshot.
+    pub(crate) fn live_bound(&self) -> u32 {
+        self.nr_cpus_allowed()
+            .min(self.capacity)
+            .min(self.live_threads())
+    }
+
+    /// Whether `cid` is *idle* at `now`: not leased, and kept by no CPU or by one whose use
+    /// expired. An idle CID's slot is used by no thread until somebody acquires it again
+    /// (false at or above the capacity). A snapshot.
+    pub(crate) fn is_idle(&self, cid: u32, now: u64) -> bool {
+        let Some(w) = self.cids.get(cid as usize) else {
+            return false;
+        };
+        let s = w.load(Acquire);
+        s & LEASED == 0 && keeper_of(s).is_none_or(|d| self.expired(d, now))
+    }
+
     /// Whether `cid` is leased right now (false for CIDs at or above the capacity).
     pub(crate) fn is_leased(&self, cid: u32) -> bool {
         self.cids
@@ -486,6 +575,7 @@ impl Core {
             slot.kept.store(NONE, Relaxed);
             slot.recent.store(NONE, Relaxed);
             slot.last_use.store(0, Relaxed);
+            slot.unstamped.store(0, Relaxed);
         }
         self.max_nr_cid.store(0, Relaxed);
         let p = &self.population;
@@ -530,15 +620,22 @@ mod tests {
     fn fast_path_reuses_the_kept_cid() {
         let c = core(Policy::CacheLocal, 4, 4);
         let t = c.try_acquire(2, 0).unwrap();
-        assert_eq!(t, Taken { cid: 0, touch: 2 });
-        c.release(t, MS);
-        assert_eq!(c.take_kept(2), Some(t));
-        c.release(t, 2 * MS);
+        assert_eq!((t.cid, t.touch), (0, 2));
+        c.release(t, Some(MS));
+        let t2 = c.take_kept(2).unwrap();
+        assert_eq!((t2.cid, t2.touch), (0, 2));
+        assert_eq!(
+            t2.word >> 32,
+            (t.word >> 32) + 1,
+            "every lease bumps the sequence"
+        );
+        c.release(t2, Some(2 * MS));
         assert_eq!(c.kept_cid(2, 2 * MS), Some(0));
         assert_eq!(c.kept_cid(2, 102 * MS), None, "expired");
         // Expired, but nobody took it: the CPU gets it back on its fast path.
-        assert_eq!(c.take_kept(2), Some(t));
-        c.release(t, 300 * MS);
+        let t3 = c.take_kept(2).unwrap();
+        assert_eq!((t3.cid, t3.touch), (0, 2));
+        c.release(t3, Some(300 * MS));
     }
 
     #[test]
@@ -549,10 +646,10 @@ mod tests {
             let b = c.try_acquire(1, 0).unwrap();
             assert_ne!(a.cid, b.cid);
             assert_eq!(b.touch, NONE, "{policy:?}");
-            c.release(b, MS);
+            c.release(b, Some(MS));
             assert!(!c.is_leased(b.cid));
             assert_eq!(c.kept_cid(1, MS), Some(a.cid));
-            c.release(a, MS);
+            c.release(a, Some(MS));
             assert_eq!(c.kept_cid(1, MS), Some(a.cid));
         }
     }
@@ -562,12 +659,12 @@ mod tests {
         let c = core(Policy::Legacy, 2, 2);
         let t = c.try_acquire(1, 0).unwrap();
         assert_eq!(c.try_acquire_exact(t.cid), None);
-        c.release(t, MS);
+        c.release(t, Some(MS));
         let e = c.try_acquire_exact(t.cid).unwrap();
         assert_eq!(e.touch, NONE);
         assert_eq!(c.kept_cid(1, MS), Some(t.cid), "kept while leased");
         assert_eq!(c.try_acquire_exact(2), None, "beyond capacity");
-        c.release(e, 500 * MS);
+        c.release(e, Some(500 * MS));
         // An exact lease is no use by the CPU: the CID still expires on schedule.
         assert_eq!(c.kept_cid(1, 101 * MS), None);
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use percid::burst::{Plan, SplitMix64, permutation, run_seed};
+use percid_burst::{Plan, SplitMix64, permutation, run_seed};
 
 #[test]
 fn permutations_are_permutations_and_deterministic() {

@@ -1,6 +1,6 @@
 //! Locality statistics on hand-made traces, summaries, and the JSON round trip.
 
-use percid::burst::{
+use percid_burst::{
     Access, Machine, Method, Mode, PassRecord, Report, ResultRow, RunStats, Skipped, SlotTracker,
     mean, spread_percent, stddev, trace_stats,
 };
@@ -78,6 +78,7 @@ fn json_round_trip_and_schema() {
             l3_domains: 1,
             packages: 1,
             cost_model: Some(serde_json::json!({"x": 1})),
+            ..Machine::default()
         },
         kernel: "6.18".into(),
         method: Method {
@@ -98,11 +99,13 @@ fn json_round_trip_and_schema() {
             passes: 80,
             slot_migrations: 64,
             distinct_slots: 1,
+            ..ResultRow::default()
         }],
         skipped: vec![Skipped {
             index: "mmcid".into(),
             reason: "none".into(),
         }],
+        ..Report::default()
     };
     let text = report.to_json();
     assert_eq!(Report::from_json(&text).unwrap(), report);
@@ -123,7 +126,11 @@ fn json_round_trip_and_schema() {
         assert!(!r[key].is_null(), "missing {key}");
     }
     assert!(v["machine"].is_object() && v["kernel"].is_string());
-    let table = report.table();
+    assert_eq!(v["schema"], 2);
+    assert!(v["generator"]["percid_burst"].is_string() && v["generator"]["percid"].is_string());
+    // Optional fields are omitted when absent.
+    assert!(r.get("ns_per_pass_low").is_none() && r.get("per_run").is_none());
+    let table = percid_burst::tables(&report);
     assert!(
         table.contains("8c-1l3") && table.contains("19000"),
         "{table}"

@@ -2,7 +2,7 @@
 //! coherence cost model (see the [module docs](super#the-simulator-and-its-cost-model)).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -11,9 +11,11 @@ use super::BurstError;
 use super::report::Method;
 use super::schedule::Plan;
 use super::stats::{PassRecord, SlotTracker};
-use crate::index::Index;
-use crate::index::user_cid::{DeterministicAllocator, DeterministicConfig, Policy};
-use crate::topology::Topology;
+use percid::index::Index;
+use percid::index::user_cid::{DeterministicAllocator, DeterministicConfig, Policy};
+use percid::topology::Topology;
+
+use crate::machine::MachineDescription;
 
 /// The `format` of a cost model object.
 pub const COST_MODEL_FORMAT: &str = "percid-burst-cost/1";
@@ -100,11 +102,14 @@ impl fmt::Display for ModelError {
 impl std::error::Error for ModelError {}
 
 impl CostModel {
-    /// The cost model of `topology`'s description.
-    pub fn from_topology(topology: &Topology) -> Result<CostModel, ModelError> {
-        let value = topology.cost_model().ok_or_else(|| ModelError::Missing {
-            machine: topology.name().to_string(),
-        })?;
+    /// The cost model of a machine description.
+    pub fn from_machine(machine: &MachineDescription) -> Result<CostModel, ModelError> {
+        let value = machine
+            .cost_model
+            .as_ref()
+            .ok_or_else(|| ModelError::Missing {
+                machine: machine.name().to_string(),
+            })?;
         CostModel::from_value(value)
     }
 
@@ -248,7 +253,14 @@ struct Simulation<'a> {
     method: &'a Method,
     plan: &'a Plan,
     lines: usize,
+    /// Per 64-byte line of every slot written so far: slot `s`'s lines start at
+    /// `slot_base[s]` (dense: sized by the slots actually indexed, not by the highest CPU).
     line_state: Vec<Option<Written>>,
+    slot_base: HashMap<usize, usize>,
+    /// Dense CPU number (rank among the configuration's CPUs) of each thread, for the
+    /// allocator: sized by the CPUs in use, order-preserving so the policies see the same
+    /// order of CPUs.
+    dense_cpu: Vec<u32>,
     cores: Vec<CoreState>,
     tracker: SlotTracker,
     allocator: Option<DeterministicAllocator>,
@@ -264,8 +276,19 @@ impl<'a> Simulation<'a> {
         plan: &'a Plan,
         method: &'a Method,
     ) -> Simulation<'a> {
-        let nr_cpus = topology.possible().last().map_or(1, |c| c + 1);
         let lines = method.item_size.div_ceil(model.line_bytes);
+        // The allocator numbers CPUs densely: the rank of each configuration CPU. Only these
+        // CPUs run threads, and ranking keeps their order, so the policies behave as with the
+        // machine's CPU numbers; its capacity is the thread count (every CID it hands out is
+        // below it anyway: each of the n CPUs keeps at most one).
+        let mut sorted = cpus.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let dense_cpu: Vec<u32> = cpus
+            .iter()
+            .map(|c| sorted.binary_search(c).unwrap_or(0) as u32)
+            .collect();
+        let nr_dense = sorted.len().max(1) as u32;
         let policy = match index {
             Index::CpuId => None,
             // Linux 6.13-6.18 hands out mm_cid with the cache-local policy.
@@ -279,11 +302,16 @@ impl<'a> Simulation<'a> {
             method,
             plan,
             lines,
-            line_state: vec![None; nr_cpus * lines],
+            line_state: Vec::new(),
+            slot_base: HashMap::new(),
+            dense_cpu,
             cores: vec![CoreState::default(); topology.cores().len()],
             tracker: SlotTracker::new(),
-            allocator: policy
-                .map(|p| DeterministicAllocator::new(DeterministicConfig::new(p, nr_cpus as u32))),
+            allocator: policy.map(|p| {
+                DeterministicAllocator::new(
+                    DeterministicConfig::new(p, nr_dense).with_capacity(nr_dense),
+                )
+            }),
             started: vec![false; cpus.len()],
         }
     }
@@ -356,10 +384,11 @@ impl<'a> Simulation<'a> {
         } else {
             self.model.core_ns_per_line
         };
-        let base = slot * self.lines;
+        let base = self.slot_base.get(&slot).copied();
         let mut ns = self.model.pass_overhead_ns;
         for l in 0..self.lines {
-            let src = self.source(self.line_state[base + l], cpu, slot, now);
+            let written = base.and_then(|b| self.line_state[b + l]);
+            let src = self.source(written, cpu, slot, now);
             ns += self.model.line_ns(src, core_ns);
         }
         if idle >= long
@@ -380,7 +409,15 @@ impl<'a> Simulation<'a> {
     }
 
     fn write(&mut self, cpu: usize, slot: usize, end: u64) {
-        let base = slot * self.lines;
+        let base = match self.slot_base.get(&slot) {
+            Some(&b) => b,
+            None => {
+                let b = self.line_state.len();
+                self.line_state.resize(b + self.lines, None);
+                self.slot_base.insert(slot, b);
+                b
+            }
+        };
         for l in 0..self.lines {
             self.line_state[base + l] = Some(Written { cpu, at: end });
         }
@@ -395,16 +432,13 @@ impl<'a> Simulation<'a> {
         match self.allocator.as_mut() {
             None => Ok((cpu, None)),
             Some(a) => {
+                let dense = self.dense_cpu[thread];
                 if !self.started[thread] {
-                    a.thread_start(thread as u32, &[cpu as u32]);
+                    a.thread_start(thread as u32, &[dense]);
                     self.started[thread] = true;
                 }
                 let cid = a
-                    .acquire_at(
-                        thread as u32,
-                        cpu as u32,
-                        std::time::Duration::from_nanos(now),
-                    )
+                    .acquire_at(thread as u32, dense, std::time::Duration::from_nanos(now))
                     .ok_or(BurstError::SlotOutOfRange {
                         slot: usize::MAX,
                         slots: a.capacity() as usize,

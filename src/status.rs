@@ -1,7 +1,11 @@
 //! What mode the crate runs in: [`status()`].
+//!
+//! It sits above every layer: the rseq ABI facts ([`crate::rseq`]) and the index policy
+//! ([`crate::index`]) that structures use by default.
 
-use super::registration::{self, FallbackReason, Owner};
 use crate::index::Index;
+use crate::rseq::registration::{self, Owner};
+use crate::rseq::{mm_cid_available, node_id_available, rseq_usable};
 use std::fmt;
 
 /// A report of the crate's rseq mode, for people (`Display`) and programs (fields).
@@ -52,32 +56,12 @@ pub fn status() -> Status {
         glibc_rseq_size: registration::glibc_rseq_size(),
         mm_cid: mm_cid_available(),
         node_id: node_id_available(),
-        membarrier_rseq: super::membarrier::rseq_fence_supported(),
-        critical_sections: super::arch::HAS_CRITICAL_SECTIONS,
+        membarrier_rseq: crate::rseq::membarrier::rseq_fence_supported(),
+        critical_sections: crate::rseq::arch::HAS_CRITICAL_SECTIONS,
         rseq_in_use: rseq_usable(),
         default_index,
         index_env_error,
     }
-}
-
-/// The kernel maintains `mm_cid` for this process.
-#[inline]
-pub fn mm_cid_available() -> bool {
-    registration::init_thread_if_needed();
-    registration::feature_size_relaxed() >= super::abi::FEATURE_SIZE_MM_CID
-}
-
-/// The kernel maintains `node_id` for this process.
-#[inline]
-pub fn node_id_available() -> bool {
-    registration::init_thread_if_needed();
-    registration::feature_size_relaxed() >= super::abi::FEATURE_SIZE_NODE_ID
-}
-
-/// Structures can use rseq critical sections in this process.
-#[inline]
-pub fn rseq_usable() -> bool {
-    super::arch::HAS_CRITICAL_SECTIONS && !matches!(registration::owner(), Owner::None(_))
 }
 
 impl fmt::Display for Status {
@@ -140,15 +124,5 @@ impl fmt::Display for Status {
             write!(f, "\nPERCID_INDEX ignored: {e}")?;
         }
         Ok(())
-    }
-}
-
-impl FallbackReason {
-    /// Whether the fallback was asked for rather than imposed.
-    pub fn is_forced(&self) -> bool {
-        matches!(
-            self,
-            FallbackReason::ForcedByEnv | FallbackReason::ForcedByFeature
-        )
     }
 }

@@ -1,27 +1,39 @@
-//! # The intermittent-burst locality benchmark
+//! # percid-burst: the intermittent-burst locality benchmark
 //!
 //! Threads that run in short bursts far apart in time are where the choice of index source
 //! matters most: an index that follows the CPU (`cpu_id`, cache-local `mm_cid`) finds the
 //! slot's data in the core's caches, while the legacy `mm_cid` policy hands ID 0 to whichever
-//! CPU comes next, so the data travels between cores. This module measures that on this
+//! CPU comes next, so the data travels between cores. This package measures that on this
 //! machine ([`run`] with [`Target::Real`]) and predicts it for other machines from a machine
 //! description and a cache and coherence cost model ([`Target::Preset`],
-//! [`Target::Describe`]). The command-line front is `examples/burst.rs`
-//! (`cargo run --release --example burst -- --help`); the README section "The burst benchmark" is the user's guide.
+//! [`Target::Describe`]). It is the benchmark suite of the `percid` workspace, built on the
+//! `percid` library's public API; it is not published. The binary is `percid-burst`
+//! (`cargo run --release -p percid-burst -- --help`, or `cargo install --path burst`); the
+//! README section "The burst benchmark" is the user's guide.
 //!
 //! | file | concern |
 //! |---|---|
-//! | `options.rs` | [`Options`], command-line parsing, [`OptionsError`] |
+//! | `main.rs` | the `percid-burst` binary |
+//! | `cli.rs` | the command line (`clap`): `run`, `report`, `compare`, `topology`; exit statuses |
+//! | `machine/` | [`machine::MachineDescription`]: topologies with cost models, JSON descriptions, presets, configurations |
+//! | `topology_cmd.rs` | `percid-burst topology`: print a machine and its configurations |
+//! | `options.rs` | [`Options`], their limits and value parsers |
+//! | `runner.rs` | [`RunPlan`]: planning, estimates and limits, running with checkpoints, `--resume` |
 //! | `schedule.rs` | the random start order, staggering ([`Plan`]), seeds |
-//! | `harness.rs` | real runs: pinned threads, a [`Pool`](crate::pool::Pool) item per slot |
+//! | `harness.rs` | real runs: pinned threads, a [`Pool`](percid::pool::Pool) item per slot |
+//! | `interrupt.rs` | SIGINT/SIGTERM: [`Interrupt`] stops a run between runs and wakes its sleeps |
 //! | `model.rs` | the simulator and its [`CostModel`] |
 //! | `stats.rs` | slot migrations, distinct slots, means and spreads |
-//! | `report.rs` | [`Report`]: JSON, the text table, the SVG chart |
+//! | `report.rs` | [`Report`]: the JSON document, reading saved reports, merging |
+//! | `render.rs` | the tables, noise marks, conclusions, comparisons |
+//! | `svg.rs` | the SVG chart |
+//! | `output.rs` | atomic report files, stdout errors |
+//! | `progress.rs` | progress on stderr (`indicatif`) |
 //!
 //! ## The method (reference section 3)
 //!
 //! * One item of `--item-size` bytes (16 KiB) per slot, allocated from a
-//!   [`Pool`](crate::pool::Pool) with a 64 KiB stride (slot `s` at `base + s * 64 KiB`),
+//!   [`Pool`](percid::pool::Pool) with a 64 KiB stride (slot `s` at `base + s * 64 KiB`),
 //!   with one slot per possible CPU. A fresh pool per run.
 //! * A *configuration* is a CPU set ([`Topology::configurations`]: `8c-1l3`, `24c-24l3`,
 //!   `192c-24l3`, `384t-24l3` on the published machine; `--cpus` for any set). One thread
@@ -41,8 +53,8 @@
 //!   mm_cid" ratio, reproduced with the user-space allocator so it can be measured on any
 //!   kernel) and `cpu / mmcid`.
 //!
-//! [`CidAllocator`]: crate::index::user_cid::CidAllocator
-//! [`Topology::configurations`]: crate::topology::Topology::configurations
+//! [`CidAllocator`]: percid::index::user_cid::CidAllocator
+//! [`Topology::configurations`]: crate::machine::Configurations::configurations
 //!
 //! ## The schedule (our reading of the reference)
 //!
@@ -102,7 +114,7 @@
 //! description in virtual time, deterministically for a `--seed`, without threads or sleeps:
 //!
 //! * **Index choices.** `cpu` is the CPU itself. `user-legacy` and `user-local` take their
-//!   CIDs from a [`DeterministicAllocator`](crate::index::user_cid::DeterministicAllocator) of
+//!   CIDs from a [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator) of
 //!   that policy (the same allocation code as the real allocator, on a virtual clock, 100 ms
 //!   expiry), each thread registering (with its one allowed CPU) at its first acquire.
 //!   `mmcid` is modelled as the kernel of Linux 6.13-6.18, i.e. the cache-local policy: it is
@@ -179,22 +191,35 @@
 //!
 //! ## JSON schema
 //!
-//! `--json FILE` writes a [`Report`] (stable; new fields may be added, none removed):
+//! `--json FILE` writes a [`Report`] (schema 2; new fields may be added, none removed). It is
+//! rewritten atomically after every completed run, so an interrupted run leaves a valid
+//! partial report (`"complete": false`) that `--resume FILE` continues:
 //!
 //! ```json
 //! {
+//!   "schema": 2,                          // absent in schema 1 files (read as 1)
+//!   "generator": { "percid_burst": "0.1.0", "percid": "0.1.0", "build": "release" },
 //!   "mode": "real",                       // or "simulated"
-//!   "machine": { "name": "sysfs", "model": "AMD EPYC ...", "online": "0-1",
-//!                "allowed": "0-1", "cores": 2, "threads_per_core": 1,
-//!                "l3_domains": 1, "packages": 1,
+//!   "machine": { "name": "AMD EPYC 9654 96-Core Processor",
+//!                "summary": "2 x AMD EPYC 9654 96-Core Processor, 192 cores, 384 CPUs, 24 L3 domains",
+//!                "model": "AMD EPYC ...", "online": "0-383", "allowed": "0-383",
+//!                "cores": 192, "threads_per_core": 2, "l3_domains": 24, "packages": 2,
 //!                "cost_model": { ... } },  // simulations only
 //!   "kernel": "6.18.44",                  // uname -r; simulations: the behaviour modelled
 //!   "method": { "item_size": 16384, "stride": 65536, "warmup": 20000, "passes": 5,
 //!               "runs": 5, "seed": 1 },
+//!   "plan": { "target": "real",           // or {"preset": "epyc-9654"}, {"describe": "/abs/m.json"}
+//!             "configs": [ { "name": "8c-1l3", "cpus": "0-7" } ],
+//!             "delays_ms": [200.0, 10.0], "indices": ["cpu", "mmcid", "user-legacy", "user-local"] },
+//!   "complete": true,
 //!   "results": [
-//!     { "config": "2c-1l3", "cpus": 2, "delay_ms": 200.0, "index": "user-legacy",
-//!       "ns_per_pass": 1234.5, "runs": [1200.1, 1250.3, ...],
-//!       "passes": 50, "slot_migrations": 40, "distinct_slots": 1 }
+//!     { "config": "8c-1l3", "cpus": 8, "delay_ms": 200.0, "index": "user-legacy",
+//!       "ns_per_pass": 1234.5,
+//!       "ns_per_pass_low": 1100.0, "ns_per_pass_high": 1400.0,   // optional (models)
+//!       "runs": [1200.1, 1250.3, ...],
+//!       "passes": 200, "slot_migrations": 160, "distinct_slots": 1,
+//!       "per_run": [ { "run": 0, "seed": 123, "ns_per_pass": 1200.1, "passes": 40,
+//!                      "slot_migrations": 32, "slots": "0" }, ... ] }
 //!   ],
 //!   "skipped": [ { "index": "mmcid", "reason": "..." } ]
 //! }
@@ -202,44 +227,75 @@
 //!
 //! `index` is `cpu`, `mmcid`, `user-legacy` or `user-local`; `ns_per_pass` is the mean of
 //! `runs` (each the mean ns per timed pass of one run); `passes`, `slot_migrations` and
-//! `distinct_slots` are over all runs.
+//! `distinct_slots` are over all runs; `per_run` holds each run's figures, from which the
+//! others are rebuilt exactly.
 
 mod harness;
+mod interrupt;
 mod model;
 mod options;
+mod output;
+mod progress;
+mod render;
 mod report;
+mod runner;
 mod schedule;
 mod stats;
+#[cfg(feature = "svg")]
+mod svg;
+
+pub mod cli;
+pub mod machine;
+pub mod topology_cmd;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use harness::{run_real, unavailable_reason};
+pub use harness::{estimate_with_warmup, run_real, run_real_with, unavailable_reason};
+pub use interrupt::{Interrupt, SIGINT, SIGTERM, exit_status, signal_name};
 pub use model::{COST_MODEL_FORMAT, CostModel, Latencies, LineSource, ModelError, simulate_run};
 pub use options::{
-    Command, MAX_ITEM_SIZE, Options, OptionsError, Target, USAGE, parse_duration, parse_size,
+    DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,
+    OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,
 };
-pub use report::{Machine, Method, Mode, Report, ResultRow, Skipped, fmt_ms};
+pub use output::{AtomicFile, Output, say, write_stdout};
+pub use progress::{Progress, fmt_duration};
+pub use render::{
+    MIN_RUNS_TO_JUDGE, NOISE_THRESHOLD_PERCENT, SPEEDUPS, Verdict, cell_text, compare, conclusions,
+    full_text, header, is_noisy, judge, ratio_text, tables,
+};
+pub use report::{
+    ConfigRecord, Generator, Machine, Method, Mode, PlanRecord, Report, ReportError, ResultRow,
+    RunRecord, SCHEMA, Skipped, TargetRecord, fmt_ms,
+};
+pub use runner::{
+    Cell, Checkpoint, Done, Hooks, RunConfig, RunPlan, cpu_model_name, describe_configs, execute,
+    kernel_release, load_machine, plan_resume, plan_run, run, select_configs,
+};
 pub use schedule::{Plan, SplitMix64, permutation, run_seed};
 pub use stats::{
     Access, PassRecord, RunStats, SlotTracker, mean, spread_percent, stddev, trace_stats,
 };
+#[cfg(feature = "svg")]
+pub use svg::{fmt_tick, render as render_svg};
 
-use crate::index::Index;
-use crate::pool::PoolError;
-use crate::topology::{CpuSet, Topology, TopologyError};
+use percid::pool::PoolError;
+
+use machine::MachineError;
 
 /// What can go wrong running the benchmark.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BurstError {
-    /// A bad command line.
+    /// Options out of range or in conflict.
     Options(OptionsError),
+    /// A bad command line, found after parsing (e.g. one file for two outputs).
+    Usage(String),
     /// This machine's topology could not be read.
-    Topology(TopologyError),
+    Topology(MachineError),
     /// A bad target: unknown preset or configuration, unreadable or invalid description.
-    Target(TopologyError),
+    Target(MachineError),
     /// The description's cost model is missing or invalid.
     Model(ModelError),
     /// `--cpus` names CPUs the benchmark may not use.
@@ -251,6 +307,33 @@ pub enum BurstError {
     },
     /// No configuration to run.
     NoConfiguration,
+    /// Every index source asked for is unavailable here.
+    NothingToRun {
+        /// The sources and why.
+        skipped: Vec<Skipped>,
+    },
+    /// A timed run of a debug build, without `--allow-debug`.
+    DebugBuild,
+    /// The run's estimated duration is above `--max-duration`.
+    TooLong {
+        /// Runs to do.
+        runs: usize,
+        /// Their estimated duration.
+        estimate: Duration,
+        /// The limit.
+        limit: Duration,
+    },
+    /// A saved report that cannot be read (`report`, `compare`, `--resume`).
+    ReadReport {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A saved report that cannot be resumed here.
+    Resume(String),
+    /// Stopped by a signal (SIGINT, SIGTERM).
+    Interrupted(i32),
     /// The pool could not be created or allocated from.
     Pool(PoolError),
     /// A thread could not be pinned, or runs elsewhere than pinned.
@@ -281,9 +364,9 @@ pub enum BurstError {
     },
     /// A benchmark thread panicked.
     ThreadPanicked,
-    /// A report file could not be written.
+    /// An output (a report file, the chart, stdout) could not be written.
     Io {
-        /// The file.
+        /// The file (`stdout` for stdout).
         path: PathBuf,
         /// Why.
         reason: String,
@@ -294,6 +377,7 @@ impl fmt::Display for BurstError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BurstError::Options(e) => write!(f, "{e}"),
+            BurstError::Usage(e) => write!(f, "{e}"),
             BurstError::Topology(e) => write!(f, "reading this machine's topology: {e}"),
             BurstError::Target(e) => write!(f, "{e}"),
             BurstError::Model(e) => write!(f, "{e}"),
@@ -301,6 +385,35 @@ impl fmt::Display for BurstError {
                 write!(f, "--cpus {cpus}: not within the usable CPUs {allowed}")
             }
             BurstError::NoConfiguration => write!(f, "no configuration to run (no usable CPU)"),
+            BurstError::NothingToRun { skipped } => {
+                write!(f, "no index source can run here")?;
+                for s in skipped {
+                    write!(f, "; {}: {}", s.index, s.reason)?;
+                }
+                Ok(())
+            }
+            BurstError::DebugBuild => write!(
+                f,
+                "this is a debug build: its timings are tens of times slower than a release \
+                 build's and not comparable; build with --release (cargo run --release -p \
+                 percid-burst), or pass --allow-debug to run anyway"
+            ),
+            BurstError::TooLong {
+                runs,
+                estimate,
+                limit,
+            } => write!(
+                f,
+                "{runs} runs estimated at about {}, above --max-duration {}: shorten the run \
+                 (--runs, --passes, --config, --delay) or raise --max-duration",
+                fmt_duration(*estimate),
+                fmt_duration(*limit)
+            ),
+            BurstError::ReadReport { path, reason } => {
+                write!(f, "cannot read {}: {reason}", path.display())
+            }
+            BurstError::Resume(why) => write!(f, "cannot resume: {why}"),
+            BurstError::Interrupted(s) => write!(f, "interrupted by {}", signal_name(*s)),
             BurstError::Pool(e) => write!(f, "pool: {e}"),
             BurstError::Pin { cpu, reason } => write!(f, "pinning to CPU {cpu}: {reason}"),
             BurstError::IndexRead { index } => write!(f, "could not read the {index} index"),
@@ -323,288 +436,23 @@ impl From<PoolError> for BurstError {
 }
 
 impl BurstError {
-    /// The command's exit status: 2 for bad options or targets, 1 otherwise.
+    /// The command's exit status: 2 for bad usage (options, targets, descriptions, presets,
+    /// configurations, limits, unreadable or unresumable reports), 128 + the signal for an
+    /// interrupt (130 SIGINT, 143 SIGTERM), 1 for a failed run or output.
     pub fn exit_code(&self) -> i32 {
         match self {
             BurstError::Options(_)
+            | BurstError::Usage(_)
             | BurstError::Target(_)
             | BurstError::Model(_)
             | BurstError::CpusNotAllowed { .. }
-            | BurstError::NoConfiguration => 2,
+            | BurstError::NoConfiguration
+            | BurstError::DebugBuild
+            | BurstError::TooLong { .. }
+            | BurstError::ReadReport { .. }
+            | BurstError::Resume(_) => 2,
+            BurstError::Interrupted(s) => exit_status(*s),
             _ => 1,
         }
     }
-}
-
-/// A named CPU set to run on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunConfig {
-    /// Name (`8c-1l3`, or `cpus:LIST` for `--cpus`).
-    pub name: String,
-    /// The CPUs, one thread each, in increasing order.
-    pub cpus: Vec<usize>,
-}
-
-/// The topology of a target: this machine, a preset or a description.
-pub fn load_topology(target: &Target) -> Result<Topology, BurstError> {
-    match target {
-        Target::Real => Topology::from_sysfs().map_err(BurstError::Topology),
-        Target::Preset(name) => Topology::preset(name).map_err(BurstError::Target),
-        Target::Describe(path) => Topology::from_json_file(path).map_err(BurstError::Target),
-    }
-}
-
-/// The configurations `options` asks for on `topology`.
-pub fn select_configs(
-    topology: &Topology,
-    options: &Options,
-) -> Result<Vec<RunConfig>, BurstError> {
-    let configs = if let Some(set) = &options.cpus {
-        let usable = topology.allowed();
-        if !set.is_subset(usable) {
-            return Err(BurstError::CpusNotAllowed {
-                cpus: set.to_string(),
-                allowed: usable.to_string(),
-            });
-        }
-        vec![RunConfig {
-            name: format!("cpus:{set}"),
-            cpus: set.iter().collect(),
-        }]
-    } else if options.configs.is_empty() {
-        topology
-            .configurations()
-            .into_iter()
-            .map(|c| RunConfig {
-                name: c.name,
-                cpus: c.cpus.iter().collect(),
-            })
-            .collect()
-    } else {
-        options
-            .configs
-            .iter()
-            .map(|n| {
-                topology
-                    .configuration(n)
-                    .map(|c| RunConfig {
-                        name: c.name,
-                        cpus: c.cpus.iter().collect(),
-                    })
-                    .map_err(BurstError::Target)
-            })
-            .collect::<Result<_, _>>()?
-    };
-    if configs.is_empty() {
-        return Err(BurstError::NoConfiguration);
-    }
-    Ok(configs)
-}
-
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
-}
-
-fn cpu_model_name() -> Option<String> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    text.lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-}
-
-/// Runs the benchmark (real or simulated, per `options.target`) and returns the report.
-/// Progress goes to stderr unless `options.quiet`.
-pub fn run(options: &Options) -> Result<Report, BurstError> {
-    let topology = load_topology(&options.target)?;
-    let simulated = options.target.is_simulated();
-    let model = if simulated {
-        Some(CostModel::from_topology(&topology).map_err(BurstError::Model)?)
-    } else {
-        None
-    };
-    let configs = select_configs(&topology, options)?;
-    let method = Method {
-        item_size: options.item_size,
-        stride: 64 * 1024,
-        warmup: options.warmup,
-        passes: options.passes,
-        runs: options.runs,
-        seed: options.seed,
-    };
-    let mut skipped = Vec::new();
-    let mut indices: Vec<Index> = Vec::new();
-    for &i in &options.indices {
-        match (simulated, unavailable_reason(i)) {
-            (false, Some(reason)) => {
-                if !options.quiet {
-                    eprintln!("burst: skipping {i}: {reason}");
-                }
-                skipped.push(Skipped {
-                    index: i.name().to_string(),
-                    reason,
-                });
-            }
-            _ => indices.push(i),
-        }
-    }
-
-    let total: Duration = if simulated {
-        Duration::ZERO
-    } else {
-        configs
-            .iter()
-            .flat_map(|c| {
-                options.delays.iter().map(|&d| {
-                    harness::estimate(&Plan::new(c.cpus.len(), d, 0), &method)
-                        * (options.runs * indices.len()) as u32
-                })
-            })
-            .sum()
-    };
-    if !options.quiet && !simulated {
-        eprintln!(
-            "burst: {} configuration(s) x {} delay(s) x {} index source(s) x {} run(s), about {:.0} s",
-            configs.len(),
-            options.delays.len(),
-            indices.len(),
-            options.runs,
-            total.as_secs_f64()
-        );
-    }
-    let began = Instant::now();
-    let mut results = Vec::new();
-    for c in &configs {
-        for &delay in &options.delays {
-            let mut per_index: Vec<Vec<RunStats>> = vec![Vec::new(); indices.len()];
-            for run_no in 0..options.runs {
-                let plan = Plan::new(c.cpus.len(), delay, run_seed(options.seed, run_no));
-                for (k, &index) in indices.iter().enumerate() {
-                    let records = match &model {
-                        Some(m) => simulate_run(&topology, m, &c.cpus, index, &plan, &method)?,
-                        None => run_real(&c.cpus, index, &plan, &method)?,
-                    };
-                    let stats = RunStats::from_records(&records);
-                    if !options.quiet && !simulated {
-                        eprintln!(
-                            "burst: [{:>5.0} s] {} delay {} {} run {}/{}: {:.0} ns/pass, {}/{} migrations",
-                            began.elapsed().as_secs_f64(),
-                            c.name,
-                            fmt_ms(delay.as_secs_f64() * 1e3),
-                            index,
-                            run_no + 1,
-                            options.runs,
-                            stats.mean_ns,
-                            stats.slot_migrations,
-                            stats.passes
-                        );
-                    }
-                    per_index[k].push(stats);
-                }
-            }
-            for (k, &index) in indices.iter().enumerate() {
-                let runs: Vec<f64> = per_index[k].iter().map(|s| s.mean_ns).collect();
-                let slots: std::collections::BTreeSet<usize> = per_index[k]
-                    .iter()
-                    .flat_map(|s| s.slots.iter().copied())
-                    .collect();
-                results.push(ResultRow {
-                    config: c.name.clone(),
-                    cpus: c.cpus.len(),
-                    delay_ms: delay.as_secs_f64() * 1e3,
-                    index: index.name().to_string(),
-                    ns_per_pass: mean(runs.iter().copied()),
-                    runs,
-                    passes: per_index[k].iter().map(|s| s.passes).sum(),
-                    slot_migrations: per_index[k].iter().map(|s| s.slot_migrations).sum(),
-                    distinct_slots: slots.len() as u64,
-                });
-            }
-        }
-    }
-    let (mode, kernel, machine_model) = if simulated {
-        (
-            Mode::Simulated,
-            "modelled: cpu = the CPU; mmcid = cache-local mm_cid (Linux 6.13-6.18); \
-             user-legacy / user-local = DeterministicAllocator"
-                .to_string(),
-            topology.note().map(str::to_string),
-        )
-    } else {
-        (Mode::Real, kernel_release(), cpu_model_name())
-    };
-    Ok(Report {
-        mode,
-        machine: Machine::describe(&topology, machine_model, simulated),
-        kernel,
-        method,
-        results,
-        skipped,
-    })
-}
-
-/// Writes the report files `options` asks for (`--json`, `--svg`).
-pub fn write_outputs(report: &Report, options: &Options) -> Result<(), BurstError> {
-    if let Some(path) = &options.json {
-        std::fs::write(path, report.to_json() + "\n").map_err(|e| BurstError::Io {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-    }
-    if let Some(path) = &options.svg {
-        #[cfg(feature = "svg")]
-        report.write_svg(path).map_err(|reason| BurstError::Io {
-            path: path.clone(),
-            reason,
-        })?;
-        #[cfg(not(feature = "svg"))]
-        return Err(BurstError::Io {
-            path: path.clone(),
-            reason: "this build has no `svg` feature".to_string(),
-        });
-    }
-    Ok(())
-}
-
-/// The command: parses `args` (without the program name), runs, prints the table on stdout,
-/// writes the requested files. Returns the exit status: 0, 1 (run failed) or 2 (bad options).
-pub fn cli_main<I, S>(args: I) -> i32
-where
-    I: IntoIterator<Item = S>,
-    S: Into<std::ffi::OsString>,
-{
-    let options = match Options::parse(args) {
-        Ok(Command::Help) => {
-            print!("{USAGE}");
-            return 0;
-        }
-        Ok(Command::Run(o)) => *o,
-        Err(e) => {
-            eprintln!("burst: {e}");
-            eprintln!("usage: burst [OPTIONS]; see --help");
-            return 2;
-        }
-    };
-    let result = run(&options).and_then(|report| {
-        print!("{}", report.table());
-        write_outputs(&report, &options)
-    });
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("burst: {e}");
-            e.exit_code()
-        }
-    }
-}
-
-/// The configurations of `topology` as a CPU set list, for messages.
-pub fn describe_configs(topology: &Topology) -> Vec<(String, CpuSet)> {
-    topology
-        .configurations()
-        .into_iter()
-        .map(|c| (c.name, c.cpus))
-        .collect()
 }

@@ -7,23 +7,31 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::BurstError;
+use super::interrupt::Interrupt;
 use super::report::Method;
 use super::schedule::Plan;
 use super::stats::PassRecord;
-use crate::index::Index;
-use crate::index::user_cid::{AllocatorConfig, CidAllocator};
-use crate::pool::{Pool, PoolConfig};
-use crate::topology::pin_current_thread_to_cpu;
+use percid::index::Index;
+use percid::index::user_cid::{AllocatorConfig, CidAllocator};
+use percid::pool::{Pool, PoolConfig};
+use percid::rseq::registration::Owner;
+use percid::topology::pin_current_thread_to_cpu;
 
 /// Bytes of the per-slot guard item: a lock word and the last writer's CPU + 1.
 const GUARD_SIZE: usize = 64;
 
-/// Why an index source cannot run here, or `None` if it can.
+/// Why an index source cannot run here, or `None` if it can. For `mmcid` the reason is the
+/// one [`percid::status()`] gives: a forced or imposed fallback (no rseq in use, whatever the
+/// kernel offers), or a kernel that provides no `mm_cid`.
 pub fn unavailable_reason(index: Index) -> Option<String> {
     match index {
         Index::MmCid => {
-            let s = crate::status();
-            if !s.mm_cid {
+            let s = percid::status();
+            if let Owner::None(reason) = s.owner {
+                Some(format!(
+                    "percid uses no rseq in this process ({reason}), so there is no rseq                      mm_cid to read"
+                ))
+            } else if !s.mm_cid {
                 Some(format!(
                     "the kernel provides no rseq mm_cid to this process (rseq feature size {}, \
                      needs 28; Linux >= 6.3 with rseq registered)",
@@ -123,14 +131,6 @@ unsafe fn increment(p: *mut u8, len: usize) {
     std::hint::black_box(p);
 }
 
-/// Sleeps until `deadline` (returns at once if it passed).
-fn sleep_until(deadline: Instant) {
-    let now = Instant::now();
-    if deadline > now {
-        std::thread::sleep(deadline - now);
-    }
-}
-
 /// Runs one (configuration, delay, index) cell once on the real machine: one thread per CPU
 /// of `cpus`, pinned, following `plan`. Returns every timed pass.
 pub fn run_real(
@@ -138,6 +138,18 @@ pub fn run_real(
     index: Index,
     plan: &Plan,
     method: &Method,
+) -> Result<Vec<PassRecord>, BurstError> {
+    run_real_with(cpus, index, plan, method, &Interrupt::new())
+}
+
+/// [`run_real`] that stops early when `interrupt` fires: the sleeps of the schedule wake at
+/// once and the run returns [`BurstError::Interrupted`] (its passes are discarded).
+pub fn run_real_with(
+    cpus: &[usize],
+    index: Index,
+    plan: &Plan,
+    method: &Method,
+    interrupt: &Interrupt,
 ) -> Result<Vec<PassRecord>, BurstError> {
     if let Some(reason) = unavailable_reason(index) {
         return Err(BurstError::Unavailable {
@@ -166,8 +178,19 @@ pub fn run_real(
                         reason: e.to_string(),
                     })?;
                     let t0 = *start.get_or_init(Instant::now);
-                    sleep_until(t0 + plan.start_offset(t));
-                    thread_body(t, cpu, index, plan, method, slots, allocator.as_ref())
+                    interrupt
+                        .sleep_until(t0 + plan.start_offset(t))
+                        .map_err(BurstError::Interrupted)?;
+                    thread_body(
+                        t,
+                        cpu,
+                        index,
+                        plan,
+                        method,
+                        slots,
+                        allocator.as_ref(),
+                        interrupt,
+                    )
                 })
             })
             .collect();
@@ -176,6 +199,14 @@ pub fn run_real(
             .map(|h| h.join().unwrap_or(Err(BurstError::ThreadPanicked)))
             .collect()
     });
+    // A thread stopped by the interrupt makes the run incomplete: that wins over the other
+    // errors. A run that completed before any thread saw the interrupt is kept.
+    if let Some(e) = results.iter().find_map(|r| match r {
+        Err(BurstError::Interrupted(s)) => Some(*s),
+        _ => None,
+    }) {
+        return Err(BurstError::Interrupted(e));
+    }
     let mut records = Vec::new();
     for r in results {
         records.extend(r?);
@@ -188,10 +219,10 @@ fn read_index<'a>(
     index: Index,
     cpu: usize,
     allocator: Option<&'a CidAllocator>,
-) -> Result<(usize, Option<crate::index::CidLease<'a>>), BurstError> {
+) -> Result<(usize, Option<percid::index::CidLease<'a>>), BurstError> {
     match index {
         Index::CpuId => {
-            let c = crate::current_cpu().ok_or(BurstError::IndexRead { index: "cpu" })? as usize;
+            let c = percid::current_cpu().ok_or(BurstError::IndexRead { index: "cpu" })? as usize;
             if c != cpu {
                 return Err(BurstError::Pin {
                     cpu,
@@ -201,7 +232,7 @@ fn read_index<'a>(
             Ok((c, None))
         }
         Index::MmCid => {
-            let c = crate::current_mm_cid().ok_or(BurstError::IndexRead { index: "mmcid" })?;
+            let c = percid::current_mm_cid().ok_or(BurstError::IndexRead { index: "mmcid" })?;
             Ok((c as usize, None))
         }
         Index::User(_) => {
@@ -211,6 +242,7 @@ fn read_index<'a>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn thread_body(
     thread: usize,
     cpu: usize,
@@ -219,6 +251,7 @@ fn thread_body(
     method: &Method,
     slots: &Slots,
     allocator: Option<&CidAllocator>,
+    interrupt: &Interrupt,
 ) -> Result<Vec<PassRecord>, BurstError> {
     let one = |timed: bool| -> Result<PassRecord, BurstError> {
         let (slot, lease) = read_index(index, cpu, allocator)?;
@@ -245,16 +278,28 @@ fn thread_body(
     let mut records = Vec::with_capacity(method.passes);
     for _ in 0..method.passes {
         records.push(one(true)?);
-        std::thread::sleep(plan.sleep_between());
+        interrupt
+            .sleep(plan.sleep_between())
+            .map_err(BurstError::Interrupted)?;
     }
     Ok(records)
 }
 
-/// Rough duration of one real run, for progress estimates: the schedule's expected duration
-/// with a warm-up of about 1 µs per pass.
-pub fn estimate(plan: &Plan, method: &Method) -> Duration {
-    plan.expected_duration(
-        method.passes,
-        Duration::from_nanos(method.warmup as u64 * 1_000),
-    )
+/// Rough duration of one real run of `threads` threads: the last thread starts at
+/// `delay * (threads - 1)`, then warms up (`warmup`) and does `passes` timed passes, each
+/// followed by `delay * threads` (saturating, for estimates of absurd requests).
+pub fn estimate_with_warmup(
+    threads: usize,
+    delay: Duration,
+    passes: usize,
+    warmup: Duration,
+) -> Duration {
+    let mul = |d: Duration, n: usize| {
+        d.checked_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            .unwrap_or(Duration::MAX)
+    };
+    let sleep = mul(delay, threads);
+    mul(delay, threads.saturating_sub(1))
+        .saturating_add(warmup)
+        .saturating_add(mul(sleep, passes))
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use percid::burst::{CostModel, Options, Report, Target, run};
 use percid::index::Index;
-use percid::topology::Topology;
+use percid_burst::machine::{MachineDescription, PRESETS};
+use percid_burst::{CostModel, Options, Report, Target, run};
 
 fn simulate(configs: &[&str], delays: &[u64], seed: u64) -> Report {
     simulate_runs(configs, delays, seed, 5)
@@ -23,7 +23,7 @@ fn simulate_runs(configs: &[&str], delays: &[u64], seed: u64, runs: usize) -> Re
     run(&o).expect("simulation runs")
 }
 
-fn cell<'a>(r: &'a Report, config: &str, delay: f64, index: &str) -> &'a percid::burst::ResultRow {
+fn cell<'a>(r: &'a Report, config: &str, delay: f64, index: &str) -> &'a percid_burst::ResultRow {
     r.results
         .iter()
         .find(|x| x.config == config && x.delay_ms == delay && x.index == index)
@@ -32,9 +32,9 @@ fn cell<'a>(r: &'a Report, config: &str, delay: f64, index: &str) -> &'a percid:
 
 #[test]
 fn presets_carry_valid_cost_models() {
-    for p in percid::topology::PRESETS {
-        let t = Topology::preset(p).unwrap();
-        CostModel::from_topology(&t).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for p in PRESETS {
+        let m = MachineDescription::preset(p).unwrap();
+        CostModel::from_machine(&m).unwrap_or_else(|e| panic!("{p}: {e}"));
     }
 }
 
@@ -43,7 +43,7 @@ fn deterministic_for_a_seed() {
     let a = simulate(&["24c-24l3"], &[200, 10], 3);
     let b = simulate(&["24c-24l3"], &[200, 10], 3);
     assert_eq!(a, b);
-    assert_eq!(a.mode, percid::burst::Mode::Simulated);
+    assert_eq!(a.mode, percid_burst::Mode::Simulated);
     assert!(a.to_json().contains("\"mode\": \"simulated\""));
 }
 
@@ -105,4 +105,55 @@ fn whole_preset_runs() {
             .iter()
             .all(|x| x.ns_per_pass > 0.0 && x.runs.len() == 1)
     );
+}
+
+#[test]
+fn sparse_cpu_numbers_use_memory_for_the_cpus_in_use() {
+    // Issue 10.9: CPUs 0 and 4194303 (the highest CPU a set can hold). The simulator used to
+    // size its per-line state (and the allocator) by the highest CPU: a 24 GiB allocation.
+    let cost_model = MachineDescription::preset("xeon-e-2388g")
+        .unwrap()
+        .cost_model
+        .unwrap();
+    let description = serde_json::json!({
+        "format": "percid-topology/1",
+        "name": "sparse",
+        "possible": "0,4194303",
+        "cores": ["0", "4194303"],
+        "l3": [{ "cpus": "0,4194303" }],
+        "packages": [{ "cpus": "0,4194303" }],
+        "cost_model": cost_model,
+    });
+    let machine = MachineDescription::from_json(&description.to_string()).unwrap();
+    let model = CostModel::from_machine(&machine).unwrap();
+    let method = percid_burst::Method {
+        item_size: 16 * 1024,
+        stride: 64 * 1024,
+        warmup: 10,
+        passes: 3,
+        runs: 1,
+        seed: 1,
+    };
+    let cpus = [0, 4_194_303];
+    let plan = percid_burst::Plan::new(2, Duration::from_millis(200), 5);
+    for index in Index::ALL {
+        let records =
+            percid_burst::simulate_run(&machine.topology, &model, &cpus, index, &plan, &method)
+                .unwrap_or_else(|e| panic!("{index}: {e}"));
+        let stats = percid_burst::RunStats::from_records(&records);
+        assert_eq!(stats.passes, 6, "{index}");
+        if index == Index::CpuId {
+            assert_eq!(stats.slots, cpus.iter().copied().collect());
+        } else {
+            assert!(
+                stats.slots.iter().all(|&s| s < 2),
+                "{index}: {:?}",
+                stats.slots
+            );
+        }
+        if index == Index::User(percid::Policy::Legacy) {
+            // 200 ms > the 100 ms expiry: slot 0 moves on every timed pass but the first.
+            assert_eq!((stats.slots.len(), stats.slot_migrations), (1, 4));
+        }
+    }
 }

@@ -1,7 +1,10 @@
 //! Built-in machine descriptions ([`Topology::preset`]).
 
-use super::model::{CacheDomain, Core, Domain, DomainOrigin, TopologyParts, TopologySource};
-use super::{CpuSet, Topology, TopologyError};
+use percid::topology::{
+    CacheDomain, Core, CpuSet, Domain, DomainOrigin, Topology, TopologyParts, TopologySource,
+};
+
+use super::{MachineDescription, MachineError};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -23,12 +26,12 @@ struct Shape {
     l1d: u64,
     l2: u64,
     l3: u64,
-    /// The burst benchmark's cost model (`percid::burst::CostModel`), kept as an opaque object.
+    /// The burst benchmark's cost model ([`crate::CostModel`]), kept as an opaque object.
     cost_model: fn() -> serde_json::Value,
 }
 
 impl Shape {
-    fn build(&self) -> Result<Topology, TopologyError> {
+    fn build(&self) -> Result<MachineDescription, MachineError> {
         let cores_total = self.packages * self.cores_per_package;
         let core_cpus = |k: usize| -> CpuSet {
             (0..self.threads_per_core)
@@ -65,7 +68,7 @@ impl Shape {
             })
             .collect();
         let online = CpuSet::first_n(cores_total * self.threads_per_core);
-        Topology::from_parts(
+        let topology = Topology::from_parts(
             TopologyParts {
                 name: self.name.to_string(),
                 note: Some(self.note.to_string()),
@@ -77,10 +80,13 @@ impl Shape {
                 nodes: packages.clone(),
                 packages,
                 cores,
-                cost_model: Some((self.cost_model)()),
             },
             TopologySource::Description,
-        )
+        )?;
+        Ok(MachineDescription {
+            topology,
+            cost_model: Some((self.cost_model)()),
+        })
     }
 }
 
@@ -117,7 +123,7 @@ const XEON_E_2388G: Shape = Shape {
     cost_model: xeon_e_2388g_cost_model,
 };
 
-/// The burst cost model of the EPYC 9654 (see `percid::burst`, "The simulator and its cost
+/// The burst cost model of the EPYC 9654 (see the crate docs, "The simulator and its cost
 /// model"): latencies from public Zen 4 / Genoa figures; `core_ns_per_line`,
 /// `long_idle_clock_factor` and `remote_modified_overlap` calibrated on the published `8c-1l3`
 /// row (three of its six cells), `long_idle_ms` bounded by it.
@@ -200,16 +206,16 @@ fn xeon_e_2388g_cost_model() -> serde_json::Value {
 /// See `remote_modified_overlap` in the cost models above.
 const REMOTE_OVERLAP: f64 = 0.41;
 
-impl Topology {
+impl MachineDescription {
     /// A built-in description by name (see [`PRESETS`]):
     ///
     /// * `epyc-9654`: 2 x AMD EPYC 9654, 384 CPUs, 24 L3 domains of 8 cores (32 MiB each);
     /// * `xeon-e-2388g`: 1 x Intel Xeon E-2388G, 16 CPUs, one 16 MiB L3.
-    pub fn preset(name: &str) -> Result<Topology, TopologyError> {
+    pub fn preset(name: &str) -> Result<MachineDescription, MachineError> {
         match name {
             "epyc-9654" => EPYC_9654.build(),
             "xeon-e-2388g" => XEON_E_2388G.build(),
-            _ => Err(TopologyError::UnknownPreset {
+            _ => Err(MachineError::UnknownPreset {
                 name: name.to_string(),
                 available: PRESETS.iter().map(|s| s.to_string()).collect(),
             }),

@@ -2,9 +2,15 @@
 
 use std::collections::BTreeSet;
 
-use percid::topology::{
-    ConfigurationKind, CpuSet, CpuSetError, PRESETS, Topology, TopologyError, TopologySource,
+use percid::topology::{CpuSet, CpuSetError, Topology, TopologyError, TopologySource};
+use percid_burst::machine::{
+    ConfigurationKind, Configurations, MachineDescription, MachineError, PRESETS,
 };
+
+/// The topology of a preset.
+fn preset(name: &str) -> Topology {
+    MachineDescription::preset(name).unwrap().topology
+}
 use serde_json::{Value, json};
 
 fn set(s: &str) -> CpuSet {
@@ -13,7 +19,7 @@ fn set(s: &str) -> CpuSet {
 
 #[test]
 fn epyc_9654_shape() {
-    let t = Topology::preset("epyc-9654").unwrap();
+    let t = preset("epyc-9654");
     assert_eq!(t.possible(), &set("0-383"));
     assert_eq!(t.online().len(), 384);
     assert_eq!(t.cores().len(), 192);
@@ -44,7 +50,7 @@ fn epyc_9654_shape() {
 
 #[test]
 fn epyc_9654_configurations() {
-    let t = Topology::preset("epyc-9654").unwrap();
+    let t = preset("epyc-9654");
     let configs = t.configurations();
     let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["8c-1l3", "24c-24l3", "192c-24l3", "384t-24l3"]);
@@ -82,7 +88,7 @@ fn epyc_9654_configurations() {
 
 #[test]
 fn single_l3_preset() {
-    let t = Topology::preset("xeon-e-2388g").unwrap();
+    let t = preset("xeon-e-2388g");
     assert_eq!(t.online(), &set("0-15"));
     assert_eq!(t.l3().len(), 1);
     assert_eq!(t.l3()[0].size, Some(16 << 20));
@@ -93,8 +99,8 @@ fn single_l3_preset() {
 
 #[test]
 fn unknown_preset() {
-    match Topology::preset("epyc-9999") {
-        Err(TopologyError::UnknownPreset { available, .. }) => {
+    match MachineDescription::preset("epyc-9999") {
+        Err(MachineError::UnknownPreset { available, .. }) => {
             assert_eq!(available, PRESETS)
         }
         other => panic!("{other:?}"),
@@ -103,18 +109,24 @@ fn unknown_preset() {
 
 #[test]
 fn json_round_trip_of_presets_and_fixture() {
-    let mut topologies: Vec<Topology> = PRESETS
+    let mut machines: Vec<MachineDescription> = PRESETS
         .iter()
-        .map(|p| Topology::preset(p).unwrap())
+        .map(|p| MachineDescription::preset(p).unwrap())
         .collect();
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sysfs");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sysfs");
     for fixture in ["two-socket-smt", "offline-holes", "no-cache", "bare"] {
-        topologies.push(Topology::from_sysfs_root(format!("{root}/{fixture}")).unwrap());
+        machines.push(MachineDescription {
+            topology: Topology::from_sysfs_root(format!("{root}/{fixture}")).unwrap(),
+            cost_model: None,
+        });
     }
-    for t in topologies {
-        let text = t.to_json();
-        let back = Topology::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", t.name()));
-        assert_eq!(back.to_json(), text, "{}", t.name());
+    for m in machines {
+        let text = m.to_json();
+        let back =
+            MachineDescription::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", m.name()));
+        assert_eq!(back.to_json(), text, "{}", m.name());
+        assert_eq!(back.cost_model, m.cost_model);
+        let (back, t) = (back.topology, m.topology);
         assert_eq!(back.possible(), t.possible());
         assert_eq!(back.cores(), t.cores());
         assert_eq!(back.l1d(), t.l1d());
@@ -128,13 +140,13 @@ fn json_round_trip_of_presets_and_fixture() {
 
 #[test]
 fn cost_model_is_kept_verbatim() {
-    let mut t = Topology::preset("xeon-e-2388g").unwrap();
+    let mut t = MachineDescription::preset("xeon-e-2388g").unwrap();
     // Presets carry the burst model's parameters; the topology keeps any object verbatim.
-    assert!(t.cost_model().is_some_and(|m| m.is_object()));
+    assert!(t.cost_model.as_ref().is_some_and(|m| m.is_object()));
     let model = json!({"l3_hit_ns": 12.5, "levels": [1, 2, {"x": null}], "name": "draft"});
-    t.set_cost_model(Some(model.clone()));
-    let back = Topology::from_json(&t.to_json()).unwrap();
-    assert_eq!(back.cost_model(), Some(&model));
+    t.cost_model = Some(model.clone());
+    let back = MachineDescription::from_json(&t.to_json()).unwrap();
+    assert_eq!(back.cost_model, Some(model));
     assert_eq!(back, t);
 }
 
@@ -150,8 +162,8 @@ fn small() -> Value {
     })
 }
 
-fn load(v: &Value) -> Result<Topology, TopologyError> {
-    Topology::from_json(&v.to_string())
+fn load(v: &Value) -> Result<Topology, MachineError> {
+    MachineDescription::from_json(&v.to_string()).map(|m| m.topology)
 }
 
 #[test]
@@ -177,22 +189,22 @@ fn loader_errors() {
     };
     // Not JSON.
     assert!(matches!(
-        Topology::from_json("{\"format\": "),
-        Err(TopologyError::Json(_))
+        MachineDescription::from_json("{\"format\": "),
+        Err(MachineError::Json(_))
     ));
     // Missing fields.
     for field in ["format", "name", "cores", "l3", "packages"] {
         match with(&|o| {
             o.remove(field);
         }) {
-            Err(TopologyError::MissingField { field: f }) => assert_eq!(f, field),
+            Err(MachineError::MissingField { field: f }) => assert_eq!(f, field),
             other => panic!("{field}: {other:?}"),
         }
     }
     match with(&|o| {
         o.insert("l3".into(), json!([{"size": 1}]));
     }) {
-        Err(TopologyError::MissingField { field }) => assert_eq!(field, "l3[0].cpus"),
+        Err(MachineError::MissingField { field }) => assert_eq!(field, "l3[0].cpus"),
         other => panic!("{other:?}"),
     }
     // Wrong format.
@@ -200,45 +212,45 @@ fn loader_errors() {
         with(&|o| {
             o.insert("format".into(), json!("percid-topology/9"));
         }),
-        Err(TopologyError::UnsupportedFormat { .. })
+        Err(MachineError::UnsupportedFormat { .. })
     ));
     // Unknown domain kind / typo.
     match with(&|o| {
         o.insert("l4".into(), json!([{"cpus": "0-3"}]));
     }) {
-        Err(TopologyError::UnknownField { field }) => assert_eq!(field, "l4"),
+        Err(MachineError::UnknownField { field }) => assert_eq!(field, "l4"),
         other => panic!("{other:?}"),
     }
     match with(&|o| {
         o.insert("l3".into(), json!([{"cpus": "0-3", "sise": 1}]));
     }) {
-        Err(TopologyError::UnknownField { field }) => assert_eq!(field, "l3[0].sise"),
+        Err(MachineError::UnknownField { field }) => assert_eq!(field, "l3[0].sise"),
         other => panic!("{other:?}"),
     }
     // Wrong types.
     match with(&|o| {
         o.insert("cores".into(), json!("0-3"));
     }) {
-        Err(TopologyError::WrongType { field, .. }) => assert_eq!(field, "cores"),
+        Err(MachineError::WrongType { field, .. }) => assert_eq!(field, "cores"),
         other => panic!("{other:?}"),
     }
     match with(&|o| {
         o.insert("l3".into(), json!([{"cpus": "0-3", "size": -1}]));
     }) {
-        Err(TopologyError::WrongType { field, .. }) => assert_eq!(field, "l3[0].size"),
+        Err(MachineError::WrongType { field, .. }) => assert_eq!(field, "l3[0].size"),
         other => panic!("{other:?}"),
     }
     assert!(matches!(
         with(&|o| {
             o.insert("cost_model".into(), json!([1, 2]));
         }),
-        Err(TopologyError::WrongType { .. })
+        Err(MachineError::WrongType { .. })
     ));
     // Bad CPU list.
     match with(&|o| {
         o.insert("cores".into(), json!(["0,2", "3-1"]));
     }) {
-        Err(TopologyError::BadCpuList { context, source }) => {
+        Err(MachineError::BadCpuList { context, source }) => {
             assert_eq!(context, "cores[1]");
             assert_eq!(source, CpuSetError::ReversedRange { start: 3, end: 1 });
         }
@@ -248,12 +260,12 @@ fn loader_errors() {
     match with(&|o| {
         o.insert("l3".into(), json!([{"cpus": "0-2"}, {"cpus": "2-3"}]));
     }) {
-        Err(TopologyError::CpuListedTwice {
+        Err(MachineError::Topology(TopologyError::CpuListedTwice {
             cpu: 2,
             kind: "l3",
             first: 0,
             second: 1,
-        }) => {}
+        })) => {}
         other => panic!("{other:?}"),
     }
     // Online CPU in no domain.
@@ -261,38 +273,40 @@ fn loader_errors() {
         with(&|o| {
             o.insert("packages".into(), json!([{"cpus": "0-2"}]));
         }),
-        Err(TopologyError::CpuNotCovered {
+        Err(MachineError::Topology(TopologyError::CpuNotCovered {
             cpu: 3,
             kind: "packages"
-        })
+        }))
     ));
     // Domain naming a CPU that is not online.
     assert!(matches!(
         with(&|o| {
             o.insert("l3".into(), json!([{"cpus": "0-4"}]));
         }),
-        Err(TopologyError::CpuNotOnline {
+        Err(MachineError::Topology(TopologyError::CpuNotOnline {
             cpu: 4,
             kind: "l3",
             index: 0
-        })
+        }))
     ));
     // Online CPU that is not possible.
     assert!(matches!(
         with(&|o| {
             o.insert("possible".into(), json!("0-2"));
         }),
-        Err(TopologyError::OnlineNotPossible { cpu: 3 })
+        Err(MachineError::Topology(TopologyError::OnlineNotPossible {
+            cpu: 3
+        }))
     ));
     // Empty domain, duplicate ids.
     assert!(matches!(
         with(&|o| {
             o.insert("l3".into(), json!([{"cpus": "0-3"}, {"cpus": ""}]));
         }),
-        Err(TopologyError::EmptyDomain {
+        Err(MachineError::Topology(TopologyError::EmptyDomain {
             kind: "l3",
             index: 1
-        })
+        }))
     ));
     assert!(matches!(
         with(&|o| {
@@ -301,10 +315,10 @@ fn loader_errors() {
                 json!([{"id": 1, "cpus": "0-1"}, {"id": 1, "cpus": "2-3"}]),
             );
         }),
-        Err(TopologyError::DuplicateId {
+        Err(MachineError::Topology(TopologyError::DuplicateId {
             kind: "nodes",
             id: 1
-        })
+        }))
     ));
     // Every error reads as a sentence naming the culprit.
     let e = with(&|o| {
@@ -317,19 +331,23 @@ fn loader_errors() {
 #[test]
 fn json_file_loader() {
     let path = std::env::temp_dir().join(format!("percid-topology-{}.json", std::process::id()));
-    std::fs::write(&path, Topology::preset("epyc-9654").unwrap().to_json()).unwrap();
-    let t = Topology::from_json_file(&path);
+    std::fs::write(
+        &path,
+        MachineDescription::preset("epyc-9654").unwrap().to_json(),
+    )
+    .unwrap();
+    let t = MachineDescription::from_json_file(&path);
     let _ = std::fs::remove_file(&path);
-    assert_eq!(t.unwrap().l3().len(), 24);
+    assert_eq!(t.unwrap().topology.l3().len(), 24);
     assert!(matches!(
-        Topology::from_json_file(&path),
-        Err(TopologyError::Io { .. })
+        MachineDescription::from_json_file(&path),
+        Err(MachineError::Io { .. })
     ));
 }
 
 #[test]
 fn documented_example_loads() {
-    let docs = include_str!("../src/topology/mod.rs");
+    let docs = include_str!("../src/machine/mod.rs");
     let json: String = docs
         .lines()
         .skip_while(|l| !l.starts_with("//! ```json"))
@@ -339,8 +357,8 @@ fn documented_example_loads() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(json.contains("percid-topology/1"), "example not found");
-    let t = Topology::from_json(&json).unwrap();
-    assert_eq!(t.name(), "two-cores");
-    assert_eq!(t.l3()[0].size, Some(314_572_800));
-    assert_eq!(t.cost_model(), Some(&json!({"anything": "kept as is"})));
+    let m = MachineDescription::from_json(&json).unwrap();
+    assert_eq!(m.name(), "two-cores");
+    assert_eq!(m.topology.l3()[0].size, Some(314_572_800));
+    assert_eq!(m.cost_model, Some(json!({"anything": "kept as is"})));
 }

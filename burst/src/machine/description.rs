@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
+use percid::topology::{
+    CacheDomain, Core, CpuSet, Domain, DomainOrigin, Topology, TopologyParts, TopologySource,
+};
 use serde_json::{Map, Value, json};
 
-use super::model::{CacheDomain, Core, Domain, DomainOrigin, TopologyParts, TopologySource};
-use super::{CpuSet, Topology, TopologyError};
+use super::{MachineDescription, MachineError};
 
 /// The `"format"` this version reads and writes.
 pub const FORMAT: &str = "percid-topology/1";
@@ -28,59 +30,59 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Rejects keys of `obj` that are not in `known`; `prefix` is the object's own path.
-fn check_keys(obj: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), TopologyError> {
+fn check_keys(obj: &Map<String, Value>, known: &[&str], prefix: &str) -> Result<(), MachineError> {
     match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(TopologyError::UnknownField {
+        Some(k) => Err(MachineError::UnknownField {
             field: format!("{prefix}{k}"),
         }),
         None => Ok(()),
     }
 }
 
-fn missing(field: impl Into<String>) -> TopologyError {
-    TopologyError::MissingField {
+fn missing(field: impl Into<String>) -> MachineError {
+    MachineError::MissingField {
         field: field.into(),
     }
 }
 
-fn wrong(field: impl Into<String>, expected: &'static str) -> TopologyError {
-    TopologyError::WrongType {
+fn wrong(field: impl Into<String>, expected: &'static str) -> MachineError {
+    MachineError::WrongType {
         field: field.into(),
         expected,
     }
 }
 
 /// The string at `v`, named `field`.
-fn as_str<'v>(v: &'v Value, field: &str) -> Result<&'v str, TopologyError> {
+fn as_str<'v>(v: &'v Value, field: &str) -> Result<&'v str, MachineError> {
     v.as_str().ok_or_else(|| wrong(field, "a string"))
 }
 
 /// The CPU list at `v`, named `field`.
-fn as_cpus(v: &Value, field: &str) -> Result<CpuSet, TopologyError> {
-    CpuSet::parse(as_str(v, field)?).map_err(|source| TopologyError::BadCpuList {
+fn as_cpus(v: &Value, field: &str) -> Result<CpuSet, MachineError> {
+    CpuSet::parse(as_str(v, field)?).map_err(|source| MachineError::BadCpuList {
         context: field.to_string(),
         source,
     })
 }
 
 /// A non-negative integer at `v`, named `field`.
-fn as_u64(v: &Value, field: &str) -> Result<u64, TopologyError> {
+fn as_u64(v: &Value, field: &str) -> Result<u64, MachineError> {
     v.as_u64()
         .ok_or_else(|| wrong(field, "a non-negative integer"))
 }
 
 /// The array at `v`, named `field`.
-fn as_array<'v>(v: &'v Value, field: &str) -> Result<&'v Vec<Value>, TopologyError> {
+fn as_array<'v>(v: &'v Value, field: &str) -> Result<&'v Vec<Value>, MachineError> {
     v.as_array().ok_or_else(|| wrong(field, "an array"))
 }
 
 /// The object at `v`, named `field`.
-fn as_object<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, TopologyError> {
+fn as_object<'v>(v: &'v Value, field: &str) -> Result<&'v Map<String, Value>, MachineError> {
     v.as_object().ok_or_else(|| wrong(field, "an object"))
 }
 
 /// A list of cache domains (`l1d`, `l2`, `l3`).
-fn cache_list(v: &Value, kind: &str) -> Result<Vec<CacheDomain>, TopologyError> {
+fn cache_list(v: &Value, kind: &str) -> Result<Vec<CacheDomain>, MachineError> {
     as_array(v, kind)?
         .iter()
         .enumerate()
@@ -109,7 +111,7 @@ fn cache_list(v: &Value, kind: &str) -> Result<Vec<CacheDomain>, TopologyError> 
 }
 
 /// A list of packages or nodes.
-fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, TopologyError> {
+fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, MachineError> {
     as_array(v, kind)?
         .iter()
         .enumerate()
@@ -129,31 +131,31 @@ fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, TopologyError> {
         .collect()
 }
 
-impl Topology {
+impl MachineDescription {
     /// Loads a JSON description (format in the [module docs](super#json-descriptions)).
-    pub fn from_json(text: &str) -> Result<Topology, TopologyError> {
-        let value: Value = serde_json::from_str(text).map_err(TopologyError::Json)?;
-        Topology::from_json_value(&value)
+    pub fn from_json(text: &str) -> Result<MachineDescription, MachineError> {
+        let value: Value = serde_json::from_str(text).map_err(MachineError::Json)?;
+        MachineDescription::from_json_value(&value)
     }
 
     /// Loads a JSON description from a file.
-    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Topology, TopologyError> {
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<MachineDescription, MachineError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Io {
+        let text = std::fs::read_to_string(path).map_err(|source| MachineError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Topology::from_json(&text)
+        MachineDescription::from_json(&text)
     }
 
     /// Loads a description already parsed as JSON.
-    pub fn from_json_value(value: &Value) -> Result<Topology, TopologyError> {
+    pub fn from_json_value(value: &Value) -> Result<MachineDescription, MachineError> {
         let obj = as_object(value, "(top level)")?;
         check_keys(obj, FIELDS, "")?;
         let get = |f: &str| obj.get(f).ok_or_else(|| missing(f));
         let format = as_str(get("format")?, "format")?;
         if format != FORMAT {
-            return Err(TopologyError::UnsupportedFormat {
+            return Err(MachineError::UnsupportedFormat {
                 found: format.to_string(),
             });
         }
@@ -207,7 +209,7 @@ impl Topology {
             Some(v @ Value::Object(_)) => Some(v.clone()),
             Some(_) => return Err(wrong("cost_model", "an object")),
         };
-        Topology::from_parts(
+        let topology = Topology::from_parts(
             TopologyParts {
                 name,
                 note,
@@ -219,15 +221,19 @@ impl Topology {
                 l3,
                 packages,
                 nodes,
-                cost_model,
             },
             TopologySource::Description,
-        )
+        )?;
+        Ok(MachineDescription {
+            topology,
+            cost_model,
+        })
     }
 
-    /// The description of this topology as JSON (all fields written out; the allowed CPUs and
-    /// the source are not part of it). It loads back with [`from_json`](Self::from_json).
+    /// The description as JSON (all fields written out; the allowed CPUs and the source are
+    /// not part of it). It loads back with [`from_json`](Self::from_json).
     pub fn to_json_value(&self) -> Value {
+        let t = &self.topology;
         let caches = |list: &[CacheDomain]| -> Value {
             list.iter()
                 .map(|d| {
@@ -246,24 +252,24 @@ impl Topology {
         };
         let mut obj = Map::new();
         obj.insert("format".into(), FORMAT.into());
-        obj.insert("name".into(), self.name.clone().into());
-        if let Some(note) = &self.note {
-            obj.insert("note".into(), note.clone().into());
+        obj.insert("name".into(), t.name().into());
+        if let Some(note) = t.note() {
+            obj.insert("note".into(), note.into());
         }
-        obj.insert("possible".into(), self.possible.to_string().into());
-        obj.insert("online".into(), self.online.to_string().into());
-        obj.insert("packages".into(), domains(&self.packages));
-        obj.insert("nodes".into(), domains(&self.nodes));
+        obj.insert("possible".into(), t.possible().to_string().into());
+        obj.insert("online".into(), t.online().to_string().into());
+        obj.insert("packages".into(), domains(t.packages()));
+        obj.insert("nodes".into(), domains(t.nodes()));
         obj.insert(
             "cores".into(),
-            self.cores
+            t.cores()
                 .iter()
                 .map(|c| Value::from(c.cpus.to_string()))
                 .collect(),
         );
-        obj.insert("l1d".into(), caches(&self.l1d));
-        obj.insert("l2".into(), caches(&self.l2));
-        obj.insert("l3".into(), caches(&self.l3));
+        obj.insert("l1d".into(), caches(t.l1d()));
+        obj.insert("l2".into(), caches(t.l2()));
+        obj.insert("l3".into(), caches(t.l3()));
         if let Some(model) = &self.cost_model {
             obj.insert("cost_model".into(), model.clone());
         }
