@@ -6,6 +6,21 @@
 //! that then reads (or takes over) per-slot state sees a quiescent slot as far as
 //! critical sections begun earlier are concerned. This is what a drain needs under mm_cid
 //! indexing, where no CID-to-CPU map exists to target one CPU.
+//!
+//! # Registration, early
+//!
+//! The fence needs a one-time `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ`. Its cost
+//! depends on when it is made: while the process has one thread the kernel publishes the new
+//! state with a memory barrier (microseconds); once a second thread exists it waits for an RCU
+//! grace period so that every runqueue sees it (14 ms measured on the 2-CPU VM of our CI).
+//! Every drainable structure needs the registration to choose its access, so it would
+//! otherwise land in the middle of a program's first use. The crate therefore registers from
+//! an ELF constructor (`.init_array`, as librseq registers rseq from its constructor), before
+//! `main` and normally before any thread exists. The registration only makes this process a
+//! target of its own membarrier commands, which percid alone issues; a kernel without the
+//! command makes the constructor a single `MEMBARRIER_CMD_QUERY`. Where the constructor did
+//! not run first (a `dlopen` into a threaded process), the first drainable structure
+//! registers, as before.
 
 use super::abi::membarrier as cmd;
 use std::sync::OnceLock;
@@ -30,8 +45,27 @@ pub fn rseq_fence_ready() -> bool {
     registered()
 }
 
+/// Run by the dynamic loader before `main` (see the module docs, "Registration, early").
+extern "C" fn register_early() {
+    let _ = registered();
+}
+
+// A function pointer in `.init_array` is called once by the loader (glibc, musl; static and
+// dynamic links) before `main`, with the process set up for ordinary Rust code (`OnceLock`,
+// `libc::syscall`). `register_early` cannot panic: two syscalls and a `OnceLock`.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static REGISTER_EARLY: extern "C" fn() = register_early;
+
+/// Whether the registration was already attempted, without attempting it: `Some(ok)` once
+/// it was. With the constructor in place this is `Some(_)` from the start of `main`.
+pub fn registration_attempted() -> Option<bool> {
+    REGISTERED.get().copied()
+}
+
+static REGISTERED: OnceLock<bool> = OnceLock::new();
+
 fn registered() -> bool {
-    static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
         rseq_fence_supported() && membarrier(cmd::CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0) == 0
     })
