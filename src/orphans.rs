@@ -281,6 +281,12 @@ impl OrphanPolicy {
         self.reap_every
     }
 
+    /// [`periodic_reap_due`](Self::periodic_reap_due) for a caller that already counts its
+    /// slow-path calls: `count` is the number of calls so far, this one included.
+    pub(crate) fn periodic_reap_due_at(&self, count: u64) -> bool {
+        self.reap_every != 0 && count.is_multiple_of(self.reap_every as u64)
+    }
+
     /// Counts one slow-path call on `calls`; whether this one should reap.
     pub(crate) fn periodic_reap_due(&self, calls: &AtomicU64) -> bool {
         self.reap_every != 0

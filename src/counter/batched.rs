@@ -302,25 +302,28 @@ impl BatchedCounter {
             if committed {
                 self.total.fetch_add(sum, Ordering::SeqCst);
             }
-            self.folds_finished.fetch_add(1, Ordering::SeqCst);
-            committed.then_some(Added::Folded)
+            let finished = self.folds_finished.fetch_add(1, Ordering::SeqCst) + 1;
+            committed.then_some(Added::Folded(finished))
         });
         match done {
             Some(Added::InSlot) => {}
-            Some(Added::Folded) => self.after_fold(),
+            Some(Added::Folded(finished)) => {
+                if self.orphan_policy.periodic_reap_due_at(finished) {
+                    self.reap_orphans_periodic();
+                }
+            }
             Some(Added::Locked) | None => {
                 self.total.fetch_add(n, Ordering::SeqCst);
             }
         }
     }
 
-    /// A fold's slow path: the periodic orphan reap.
+    /// A fold's slow path: the periodic orphan reap (counted by the folds themselves, so a
+    /// fold pays no extra shared read-modify-write for the policy).
     #[cold]
     #[inline(never)]
-    fn after_fold(&self) {
-        if self.orphan_policy.periodic_reap_due(&self.orphans.calls) {
-            self.reap_orphans();
-        }
+    fn reap_orphans_periodic(&self) {
+        self.reap_orphans();
     }
 
     /// Folds the deltas of every orphan slot (see the [module docs](self#orphaned-slots))
@@ -418,7 +421,8 @@ impl BatchedCounter {
 /// How an add ended.
 enum Added {
     InSlot,
-    Folded,
+    /// Folded into the total; the number of folds finished so far, this one included.
+    Folded(u64),
     Locked,
 }
 
@@ -445,6 +449,7 @@ impl std::fmt::Debug for BatchedCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::user_cid::Policy;
     use crate::pool::PoolConfig;
 
     #[test]
@@ -492,6 +497,28 @@ mod tests {
             assert!(after.contains(-4));
             assert_eq!(c.sum(), -4, "nothing lost or doubled");
             assert_eq!(c.stats().fences, 1);
+        }
+    }
+
+    /// The periodic reap runs once every `reap_every` folds, counted by the folds
+    /// themselves, on every access (leases included).
+    #[test]
+    fn periodic_reaps_follow_the_fold_count() {
+        for index in [Index::CpuId, Index::MmCid, Index::User(Policy::CacheLocal)] {
+            let c = BatchedCounter::with_index(index, 4)
+                .with_orphan_policy(OrphanPolicy::NEVER.reap_every(3));
+            // add(4) folds on every call (|delta| reaches the batch).
+            for _ in 0..9 {
+                c.add(4);
+            }
+            assert_eq!(c.sum(), 36, "{index}");
+            assert_eq!(c.stats().reaps, 3, "{index}: 9 folds, a reap every 3");
+            let never =
+                BatchedCounter::with_index(index, 4).with_orphan_policy(OrphanPolicy::NEVER);
+            for _ in 0..9 {
+                never.add(4);
+            }
+            assert_eq!(never.stats().reaps, 0, "{index}");
         }
     }
 }
