@@ -120,6 +120,12 @@ use crate::rseq::{IndexMode, registration};
 ///
 /// Prefer [`slot_safe!`](crate::slot_safe) for your own structs: it checks 1-3 from the
 /// fields.
+///
+/// `Cell` and `RefCell` are deliberately not `SlotSafe`: a slot is shared by every thread
+/// that gets its index (and read by `iter` and drains from any thread), so a `PerCpu` hands
+/// out `&T` only, and mutable fields are atomics updated in critical sections. Plain integers
+/// are `SlotSafe` (read-only in a `PerCpu`); for non-atomic data mutated per slot, use
+/// [`PerCpuLock<T>`](crate::PerCpuLock), whose guard gives `&mut T`.
 pub unsafe trait SlotSafe: Sized {
     /// Whether the type is free of padding, checked at compile time where a `PerCpu` of it
     /// is created. `true` for every implementation but tuples whose elements leave gaps.
