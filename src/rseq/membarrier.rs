@@ -18,9 +18,11 @@
 //! an ELF constructor (`.init_array`, as librseq registers rseq from its constructor), before
 //! `main` and normally before any thread exists. The registration only makes this process a
 //! target of its own membarrier commands, which percid alone issues; a kernel without the
-//! command makes the constructor a single `MEMBARRIER_CMD_QUERY`. Where the constructor did
-//! not run first (a `dlopen` into a threaded process), the first drainable structure
-//! registers, as before.
+//! command makes the constructor a single `MEMBARRIER_CMD_QUERY`. A library using percid that
+//! is `dlopen`ed into a running, threaded process pays the grace period inside `dlopen`
+//! instead. A forked child inherits the registration with the address space (checked on
+//! Linux 6.18: a fence from a child, threaded or not, succeeds without registering again);
+//! an `exec` clears it, and the new image's constructor registers again.
 
 use super::abi::membarrier as cmd;
 use std::sync::OnceLock;
