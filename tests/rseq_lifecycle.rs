@@ -61,7 +61,11 @@ fn fork_child_uses_the_crate() {
     matrix("fork_child_uses_the_crate", || {
         let counter = Counter::new();
         counter.add(5);
-        // SAFETY: the child only uses this counter, spawns threads (the test harness's other
+        // A drainable structure: its drain fences with membarrier, and the registration was
+        // made in the parent (before `main`); the child must inherit it.
+        let list: percid::List<u64> = percid::List::new();
+        list.push(1);
+        // SAFETY: the child only uses this counter and list, spawns threads (the test harness's other
         // threads are not running in the child; the child never touches their state) and
         // leaves with _exit.
         let pid = unsafe { libc::fork() };
@@ -74,7 +78,17 @@ fn fork_child_uses_the_crate() {
                         s.spawn(|| (0..1000).for_each(|_| counter.add(1)));
                     }
                 });
-                counter.sum() == 5 + 1 + 4000 && percid::current_cpu().is_some()
+                std::thread::scope(|s| {
+                    for t in 0..4 {
+                        let list = &list;
+                        s.spawn(move || (0..100).for_each(|i| list.push(1000 * t + i)));
+                    }
+                });
+                let drained = list.drain().len();
+                counter.sum() == 5 + 1 + 4000
+                    && percid::current_cpu().is_some()
+                    && drained == 401
+                    && list.stats().fence_failures == 0
             });
             // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
             unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
