@@ -300,10 +300,7 @@ impl<'a, T> Current<'a, T> {
             },
             #[cfg(not(percid_rseq_asm))]
             Hold::Rseq { .. } => unreachable!("rseq access requires critical sections"),
-            Hold::Lease(_) | Hold::Leased { .. } => {
-                v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-                Outcome::Committed
-            }
+            Hold::Lease(_) | Hold::Leased { .. } => held::add(v, n),
         }
     }
 
@@ -327,13 +324,7 @@ impl<'a, T> Current<'a, T> {
             },
             #[cfg(not(percid_rseq_asm))]
             Hold::Rseq { .. } => unreachable!("rseq access requires critical sections"),
-            Hold::Lease(_) | Hold::Leased { .. } => {
-                if v.load(Ordering::Relaxed) != expect {
-                    return Outcome::CompareFailed;
-                }
-                v.store(newv, Ordering::Release);
-                Outcome::Committed
-            }
+            Hold::Lease(_) | Hold::Leased { .. } => held::compare_and_store(v, expect, newv),
         }
     }
 
@@ -371,18 +362,10 @@ impl<'a, T> Current<'a, T> {
             },
             #[cfg(not(percid_rseq_asm))]
             Hold::Rseq { .. } => unreachable!("rseq access requires critical sections"),
-            Hold::Lease(_) | Hold::Leased { .. } => {
-                let node = head.load(Ordering::Acquire);
-                if node.is_null() || (node as usize) & tag_mask != 0 {
-                    return (Outcome::CompareFailed, node);
-                }
-                // SAFETY: the caller guarantees `node` is valid with an AtomicPtr at
-                // `next_offset`.
-                let next = unsafe { &*(node.add(next_offset) as *const AtomicPtr<u8>) }
-                    .load(Ordering::Relaxed);
-                head.store(next, Ordering::Relaxed);
-                (Outcome::Committed, node)
-            }
+            // SAFETY: the caller's contract (a valid node with an AtomicPtr at `next_offset`).
+            Hold::Lease(_) | Hold::Leased { .. } => unsafe {
+                held::list_pop(head, tag_mask, next_offset)
+            },
         }
     }
 
@@ -422,19 +405,7 @@ impl<'a, T> Current<'a, T> {
             #[cfg(not(percid_rseq_asm))]
             Hold::Rseq { .. } => unreachable!("rseq access requires critical sections"),
             Hold::Lease(_) | Hold::Leased { .. } => {
-                if v.load(Ordering::Relaxed) != expect {
-                    return Outcome::CompareFailed;
-                }
-                v2.store(newv2, Ordering::Relaxed);
-                v.store(
-                    newv,
-                    if release {
-                        Ordering::Release
-                    } else {
-                        Ordering::Relaxed
-                    },
-                );
-                Outcome::Committed
+                held::two_store(v, expect, v2, newv2, newv, release)
             }
         }
     }
@@ -481,15 +452,10 @@ impl<'a, T> Current<'a, T> {
             },
             #[cfg(not(percid_rseq_asm))]
             Hold::Rseq { .. } => unreachable!("rseq access requires critical sections"),
-            Hold::Lease(_) | Hold::Leased { .. } => {
-                if v.load(Ordering::Relaxed) != expect {
-                    return Ok(Outcome::CompareFailed);
-                }
-                // SAFETY: the caller's contract; the lease makes this thread the only writer.
-                unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-                v.store(newv, Ordering::Release);
-                Outcome::Committed
-            }
+            // SAFETY: the caller's contract; the lease makes this thread the only writer.
+            Hold::Lease(_) | Hold::Leased { .. } => unsafe {
+                held::memcpy_then_store(v, expect, src, dst, len, newv)
+            },
         })
     }
 }
@@ -633,10 +599,7 @@ pub unsafe fn add(mode: IndexMode, expected: u32, v: *mut u64, n: u64) -> Outcom
     }
     // SAFETY: the caller guarantees `v` is a valid, aligned u64 used atomically.
     let a = unsafe { AtomicU64::from_ptr(v) };
-    with_exact_lease(expected, Outcome::Aborted, || {
-        a.store(a.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
-        Outcome::Committed
-    })
+    with_exact_lease(expected, Outcome::Aborted, || held::add(a, n))
 }
 
 /// [`add`] on the `u64` at `base + offset`: the form to use for per-slot data laid out as
@@ -744,11 +707,7 @@ pub unsafe fn compare_and_store(
     // SAFETY: as in `add`.
     let a = unsafe { AtomicU64::from_ptr(v) };
     with_exact_lease(expected, Outcome::Aborted, || {
-        if a.load(Ordering::Relaxed) != expect {
-            return Outcome::CompareFailed;
-        }
-        a.store(newv, Ordering::Release);
-        Outcome::Committed
+        held::compare_and_store(a, expect, newv)
     })
 }
 
@@ -783,15 +742,8 @@ pub unsafe fn list_pop(
     // SAFETY: the caller guarantees `head` is a valid, aligned pointer cell used atomically.
     let head = unsafe { AtomicPtr::from_ptr(head) };
     with_exact_lease(expected, (Outcome::Aborted, core::ptr::null_mut()), || {
-        let node = head.load(Ordering::Acquire);
-        if node.is_null() || (node as usize) & tag_mask != 0 {
-            return (Outcome::CompareFailed, node);
-        }
         // SAFETY: the caller's contract: `node` is valid with an AtomicPtr at `next_offset`.
-        let next =
-            unsafe { &*(node.add(next_offset) as *const AtomicPtr<u8>) }.load(Ordering::Relaxed);
-        head.store(next, Ordering::Relaxed);
-        (Outcome::Committed, node)
+        unsafe { held::list_pop(head, tag_mask, next_offset) }
     })
 }
 
@@ -831,19 +783,7 @@ pub unsafe fn two_store(
     // SAFETY: as in `add`.
     let (a, a2) = unsafe { (AtomicU64::from_ptr(v), AtomicU64::from_ptr(v2)) };
     with_exact_lease(expected, Outcome::Aborted, || {
-        if a.load(Ordering::Relaxed) != expect {
-            return Outcome::CompareFailed;
-        }
-        a2.store(newv2, Ordering::Relaxed);
-        a.store(
-            newv,
-            if release {
-                Ordering::Release
-            } else {
-                Ordering::Relaxed
-            },
-        );
-        Outcome::Committed
+        held::two_store(a, expect, a2, newv2, newv, release)
     })
 }
 
@@ -888,12 +828,92 @@ pub unsafe fn memcpy_then_store(
     // SAFETY: as in `add`.
     let a = unsafe { AtomicU64::from_ptr(v) };
     Ok(with_exact_lease(expected, Outcome::Aborted, || {
-        if a.load(Ordering::Relaxed) != expect {
+        // SAFETY: the caller's contract; the lease makes this thread the only writer.
+        unsafe { held::memcpy_then_store(a, expect, src, dst, len, newv) }
+    }))
+}
+
+/// The operations on a slot this thread holds exclusively (a CID lease): the same effects as
+/// the critical sections, as plain atomic loads and stores. Shared by [`Current`] and the
+/// free functions.
+mod held {
+    use super::Outcome;
+    use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+    #[inline(always)]
+    pub(super) fn add(v: &AtomicU64, n: u64) -> Outcome {
+        v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        Outcome::Committed
+    }
+
+    #[inline(always)]
+    pub(super) fn compare_and_store(v: &AtomicU64, expect: u64, newv: u64) -> Outcome {
+        if v.load(Ordering::Relaxed) != expect {
             return Outcome::CompareFailed;
         }
-        // SAFETY: the caller's contract; the lease makes this thread the only writer.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-        a.store(newv, Ordering::Release);
+        v.store(newv, Ordering::Release);
         Outcome::Committed
-    }))
+    }
+
+    /// # Safety
+    /// A non-null, untagged `*head` is a valid node with an `AtomicPtr` at `next_offset`.
+    #[inline(always)]
+    pub(super) unsafe fn list_pop(
+        head: &AtomicPtr<u8>,
+        tag_mask: usize,
+        next_offset: usize,
+    ) -> (Outcome, *mut u8) {
+        let node = head.load(Ordering::Acquire);
+        if node.is_null() || (node as usize) & tag_mask != 0 {
+            return (Outcome::CompareFailed, node);
+        }
+        // SAFETY: the caller's contract: `node` is valid with an AtomicPtr at `next_offset`.
+        let next =
+            unsafe { &*(node.add(next_offset) as *const AtomicPtr<u8>) }.load(Ordering::Relaxed);
+        head.store(next, Ordering::Relaxed);
+        (Outcome::Committed, node)
+    }
+
+    #[inline(always)]
+    pub(super) fn two_store(
+        v: &AtomicU64,
+        expect: u64,
+        v2: &AtomicU64,
+        newv2: u64,
+        newv: u64,
+        release: bool,
+    ) -> Outcome {
+        if v.load(Ordering::Relaxed) != expect {
+            return Outcome::CompareFailed;
+        }
+        v2.store(newv2, Ordering::Relaxed);
+        let order = if release {
+            Ordering::Release
+        } else {
+            Ordering::Relaxed
+        };
+        v.store(newv, order);
+        Outcome::Committed
+    }
+
+    /// # Safety
+    /// `src` valid for `len` reads and `dst` for `len` writes, neither overlapping `v`; this
+    /// thread is the only writer of `dst[..len]`.
+    #[inline(always)]
+    pub(super) unsafe fn memcpy_then_store(
+        v: &AtomicU64,
+        expect: u64,
+        src: *const u8,
+        dst: *mut u8,
+        len: usize,
+        newv: u64,
+    ) -> Outcome {
+        if v.load(Ordering::Relaxed) != expect {
+            return Outcome::CompareFailed;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+        v.store(newv, Ordering::Release);
+        Outcome::Committed
+    }
 }

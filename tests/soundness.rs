@@ -162,13 +162,17 @@ fn limit_uncharge_is_checked_and_saturates() {
 /// slot that lease holds) completes instead of waiting for itself.
 #[test]
 fn a_drain_inside_the_callers_own_lease_completes() {
-    let index = Index::User(percid::Policy::CacheLocal);
+    // The legacy allocator: no other test of this binary uses it (the others, and every
+    // structure on the forced fallback, lease from the cache-local one), so no other thread
+    // takes this thread's CID between the two charges.
+    let index = Index::User(percid::Policy::Legacy);
     let outer: &'static PerCpu<AtomicU64> =
         Box::leak(Box::new(PerCpu::with_index(index, AtomicU64::new(0))));
     let limit: &'static Limit = Box::leak(Box::new(Limit::with_index(index, 10, 8)));
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        // One CPU, so this thread's kept CID is the same for the charge and the outer lease.
+        // The only user of its allocator: the lowest free CID, the same for the charge and the
+        // outer lease.
         let cpu = percid::topology::current_cpu().unwrap();
         percid::topology::pin_current_thread_to_cpu(cpu).unwrap();
         limit.try_charge(1).unwrap(); // usage 8: 7 in stock in this CPU's CID slot
