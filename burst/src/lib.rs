@@ -232,7 +232,7 @@
 
 mod harness;
 mod interrupt;
-mod model;
+pub mod model;
 mod options;
 mod output;
 mod progress;
@@ -254,7 +254,10 @@ use std::time::Duration;
 
 pub use harness::{estimate_with_warmup, run_real, run_real_with, unavailable_reason};
 pub use interrupt::{Interrupt, SIGINT, SIGTERM, exit_status, signal_name};
-pub use model::{COST_MODEL_FORMAT, CostModel, Latencies, LineSource, ModelError, simulate_run};
+pub use model::{
+    Bandwidth, COST_MODEL_FORMAT, COST_MODEL_FORMAT_V1, CostModel, Idle, Latencies, LineSource,
+    LinesInFlight, ModelError, PARAMS, RunTrace, fit, run_interval, simulate_run, trace_run,
+};
 pub use options::{
     DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,
     OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,

@@ -214,8 +214,14 @@ pub struct RunRecord {
     pub run: usize,
     /// The run's seed ([`crate::run_seed`] of the base seed and `run`).
     pub seed: u64,
-    /// Mean ns per timed pass of the run.
+    /// Mean ns per timed pass of the run (simulations: with the central parameters).
     pub ns_per_pass: f64,
+    /// Simulations: 10th percentile of the run's mean over the parameter draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_per_pass_low: Option<f64>,
+    /// Simulations: 90th percentile of the run's mean over the parameter draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_per_pass_high: Option<f64>,
     /// Timed passes.
     pub passes: u64,
     /// Timed passes whose slot was last written from another CPU.
@@ -279,14 +285,23 @@ impl ResultRow {
             .filter_map(|r| CpuSet::parse(&r.slots).ok())
             .flat_map(|s| s.iter().collect::<Vec<_>>())
             .collect();
+        // A cell's interval: the mean of its runs' intervals (every run drew the same
+        // parameter sets), when every run has one.
+        let all = |f: fn(&RunRecord) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = per_run.iter().map(f).collect();
+            v.filter(|v| !v.is_empty())
+                .map(|v| crate::mean(v.iter().copied()))
+        };
+        let ns_per_pass_low = all(|r| r.ns_per_pass_low);
+        let ns_per_pass_high = all(|r| r.ns_per_pass_high);
         ResultRow {
             config: config.to_string(),
             cpus,
             delay_ms,
             index: index.to_string(),
             ns_per_pass: crate::mean(runs.iter().copied()),
-            ns_per_pass_low: None,
-            ns_per_pass_high: None,
+            ns_per_pass_low,
+            ns_per_pass_high,
             runs,
             passes: per_run.iter().map(|r| r.passes).sum(),
             slot_migrations: per_run.iter().map(|r| r.slot_migrations).sum(),

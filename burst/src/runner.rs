@@ -11,7 +11,7 @@ use percid::topology::{CpuSet, Topology};
 use crate::harness::{self, run_real_with, unavailable_reason};
 use crate::interrupt::Interrupt;
 use crate::machine::{Configurations, MachineDescription};
-use crate::model::{CostModel, simulate_run};
+use crate::model::{CostModel, run_interval, trace_run};
 use crate::options::{Options, Target, parse_index};
 use crate::progress::{Progress, fmt_duration};
 use crate::report::{
@@ -560,22 +560,33 @@ impl RunPlan {
         let index = self.indices[cell.index];
         let seed = run_seed(self.method.seed, cell.run);
         let plan = Plan::new(config.cpus.len(), self.delays[cell.delay], seed);
-        let records = match &self.model {
-            Some(m) => simulate_run(
-                &self.machine.topology,
-                m,
-                &config.cpus,
-                index,
-                &plan,
-                &self.method,
-            )?,
-            None => run_real_with(&config.cpus, index, &plan, &self.method, interrupt)?,
+        let (records, interval) = match &self.model {
+            Some(m) => {
+                let trace = trace_run(
+                    &self.machine.topology,
+                    m,
+                    &config.cpus,
+                    index,
+                    &plan,
+                    &self.method,
+                )?;
+                // The same parameter draws for every cell and run (seeded by the base seed),
+                // so that cells stay comparable draw by draw.
+                let (_, interval) = run_interval(&trace, m, self.method.seed)?;
+                (trace.records, interval)
+            }
+            None => (
+                run_real_with(&config.cpus, index, &plan, &self.method, interrupt)?,
+                None,
+            ),
         };
         let stats = RunStats::from_records(&records);
         Ok(RunRecord {
             run: cell.run,
             seed,
             ns_per_pass: stats.mean_ns,
+            ns_per_pass_low: interval.map(|i| i.0),
+            ns_per_pass_high: interval.map(|i| i.1),
             passes: stats.passes,
             slot_migrations: stats.slot_migrations,
             slots: stats.slots.iter().copied().collect::<CpuSet>().to_string(),
