@@ -184,7 +184,8 @@ pub fn loss(model: &CostModel, traces: &Traces, cells: &[Cell]) -> f64 {
 /// Coordinate search over `params` (multiplicative grid, shrinking), minimising [`loss`] on
 /// `cells` plus a weak pull (1% of a squared log ratio) towards the starting values, which
 /// keeps parameters the cells cannot decide at their sourced values. Candidates that break a
-/// bound ([`CostModel::validate`], ranges ignored) are skipped.
+/// bound ([`CostModel::validate`], ranges ignored) are skipped. The result keeps `base`'s
+/// ranges, widened to contain the fitted values.
 pub fn fit(base: &CostModel, traces: &Traces, cells: &[Cell], params: &[&str]) -> CostModel {
     let mut m = base.clone();
     m.ranges.clear();
@@ -227,7 +228,14 @@ pub fn fit(base: &CostModel, traces: &Traces, cells: &[Cell], params: &[&str]) -
             }
         }
     }
+    // Keep the sourced ranges, widened where a fitted value left its range.
     m.ranges = base.ranges.clone();
+    for p in params {
+        if let (Some(v), Some(r)) = (m.param(p), m.ranges.get_mut(*p)) {
+            r[0] = r[0].min(v);
+            r[1] = r[1].max(v);
+        }
+    }
     m
 }
 

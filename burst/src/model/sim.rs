@@ -170,10 +170,8 @@ struct Simulation<'a> {
     method: &'a Method,
     plan: &'a Plan,
     lines: usize,
-    /// Per CPU (machine numbering): core, L3 domain, package.
-    core_of: Vec<usize>,
-    l3_of: Vec<usize>,
-    package_of: Vec<usize>,
+    /// Per CPU of the configuration: core, L3 domain, package.
+    place: HashMap<usize, (usize, usize, usize)>,
     /// Per core: its busy intervals.
     busy: Vec<Vec<(u64, u64)>>,
     /// Per L3 domain: its cores.
@@ -197,22 +195,20 @@ impl<'a> Simulation<'a> {
         method: &'a Method,
     ) -> Simulation<'a> {
         let lines = method.item_size.div_ceil(model.line_bytes);
-        let max_cpu = topology
-            .cores()
-            .iter()
-            .flat_map(|c| c.cpus.iter())
-            .max()
-            .unwrap_or(0);
-        let mut core_of = vec![0; max_cpu + 1];
-        let mut l3_of = vec![0; max_cpu + 1];
-        let mut package_of = vec![0; max_cpu + 1];
+        // Per CPU of the configuration (the only CPUs that run or write): core, L3, package.
+        let mut place = HashMap::new();
+        for &cpu in cpus {
+            place.insert(
+                cpu,
+                (
+                    topology.core_of(cpu).unwrap_or(0),
+                    topology.l3_of(cpu).unwrap_or(0),
+                    topology.package_of(cpu).unwrap_or(0),
+                ),
+            );
+        }
         let mut l3_cores = vec![Vec::new(); topology.l3().len().max(1)];
         for (k, core) in topology.cores().iter().enumerate() {
-            for cpu in core.cpus.iter() {
-                core_of[cpu] = k;
-                l3_of[cpu] = topology.l3_of(cpu).unwrap_or(0);
-                package_of[cpu] = topology.package_of(cpu).unwrap_or(0);
-            }
             if let Some(first) = core.cpus.iter().next() {
                 l3_cores[topology.l3_of(first).unwrap_or(0)].push(k);
             }
@@ -240,9 +236,7 @@ impl<'a> Simulation<'a> {
             method,
             plan,
             lines,
-            core_of,
-            l3_of,
-            package_of,
+            place,
             busy: vec![Vec::new(); topology.cores().len()],
             l3_cores,
             slots: HashMap::new(),
@@ -258,9 +252,21 @@ impl<'a> Simulation<'a> {
         }
     }
 
+    fn core_of(&self, cpu: usize) -> usize {
+        self.place.get(&cpu).map_or(0, |p| p.0)
+    }
+
+    fn l3_of(&self, cpu: usize) -> usize {
+        self.place.get(&cpu).map_or(0, |p| p.1)
+    }
+
+    fn package_of(&self, cpu: usize) -> usize {
+        self.place.get(&cpu).map_or(0, |p| p.2)
+    }
+
     /// The trace of a pass of `cpu` over `slot` starting at `now`.
     fn trace(&self, cpu: usize, slot: usize, now: u64) -> PassTrace {
-        let core = self.core_of[cpu];
+        let core = self.core_of(cpu);
         let reader_idle = self.busy[core]
             .iter()
             .map(|&(_, e)| e)
@@ -277,13 +283,13 @@ impl<'a> Simulation<'a> {
                 home_remote: false,
             };
         };
-        let wcore = self.core_of[w.cpu];
-        let wl3 = self.l3_of[w.cpu];
+        let wcore = self.core_of(w.cpu);
+        let wl3 = self.l3_of(w.cpu);
         let writer = if wcore == core {
             Writer::OwnCore
-        } else if wl3 == self.l3_of[cpu] {
+        } else if wl3 == self.l3_of(cpu) {
             Writer::SameL3
-        } else if self.package_of[w.cpu] == self.package_of[cpu] {
+        } else if self.package_of(w.cpu) == self.package_of(cpu) {
             Writer::CrossL3
         } else {
             Writer::CrossSocket
@@ -300,7 +306,7 @@ impl<'a> Simulation<'a> {
             writer_core_idle,
             writer_l3_idle,
             reader_idle,
-            home_remote: home != self.package_of[cpu],
+            home_remote: home != self.package_of(cpu),
         }
     }
 
@@ -308,9 +314,10 @@ impl<'a> Simulation<'a> {
         let home = self
             .slots
             .get(&slot)
-            .map_or(self.package_of[cpu], |&(_, h)| h);
+            .map_or(self.package_of(cpu), |&(_, h)| h);
         self.slots.insert(slot, (Written { cpu, at: end }, home));
-        self.busy[self.core_of[cpu]].push((start, end));
+        let core = self.core_of(cpu);
+        self.busy[core].push((start, end));
     }
 
     fn acquire(&mut self, thread: usize, now: u64) -> Result<(usize, Option<u32>), BurstError> {
