@@ -11,7 +11,7 @@
 
 use percid_burst::fit::{self, Cell, FITTED, PUBLISHED, Traces, WITHHELD};
 use percid_burst::machine::MachineDescription;
-use percid_burst::{BurstError, CostModel};
+use percid_burst::{BurstError, CostModel, percentile_interval};
 
 const CONFIGS: &[&str] = &["8c-1l3", "192c-24l3", "24c-24l3", "384t-24l3"];
 const DELAYS: &[u64] = &[200, 10];
@@ -127,29 +127,37 @@ fn main() -> Result<(), BurstError> {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for &config in CONFIGS {
         for &d in DELAYS {
-            let iv = |i: &str| {
-                traces.interval(&preset, config, d, i, SEED).unwrap_or((
-                    f64::NAN,
-                    f64::NAN,
-                    f64::NAN,
-                ))
+            let draws = |i: &str| {
+                let central = traces.predict(&preset, config, d, i).unwrap_or(f64::NAN);
+                let draws = traces
+                    .draw_means(&preset, config, d, i, SEED)
+                    .unwrap_or_default();
+                (central, draws)
             };
-            let (c, cl, ch) = iv("cpu");
-            let (g, gl, gh) = iv("user-legacy");
-            let (l, ll, lh) = iv("mmcid");
+            let (c, cd) = draws("cpu");
+            let (g, gd) = draws("user-legacy");
+            let (l, ld) = draws("mmcid");
+            let cell = |x: f64, xs: &[f64]| {
+                let (lo, hi) = percentile_interval(x, xs).unwrap_or((x, x));
+                format!("{x:.0} [{lo:.0}-{hi:.0}]")
+            };
+            let ratio = |x: f64, xs: &[f64], y: f64, ys: &[f64]| {
+                let r: Vec<f64> = xs.iter().zip(ys).map(|(a, b)| a / b).collect();
+                let (lo, hi) = percentile_interval(x / y, &r).unwrap_or((x / y, x / y));
+                format!("{:.2} [{lo:.2}-{hi:.2}]", x / y)
+            };
             let mark = if WITHHELD.contains(&config) {
                 " (withheld)"
             } else {
                 ""
             };
             println!(
-                "| {config}{mark} | {d} ms | {c:.0} [{cl:.0}-{ch:.0}] | {g:.0} [{gl:.0}-{gh:.0}] | {l:.0} [{ll:.0}-{lh:.0}] | {:.2} [{:.2}-{:.2}] | {:.2} [{:.2}-{:.2}] |",
-                g / l,
-                gl / lh,
-                gh / ll,
-                c / l,
-                cl / lh,
-                ch / ll
+                "| {config}{mark} | {d} ms | {} | {} | {} | {} | {} |",
+                cell(c, &cd),
+                cell(g, &gd),
+                cell(l, &ld),
+                ratio(g, &gd, l, &ld),
+                ratio(c, &cd, l, &ld)
             );
         }
     }

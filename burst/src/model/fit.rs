@@ -146,26 +146,29 @@ impl Traces {
         Some(sum / runs.len() as f64)
     }
 
-    /// The cell's interval over the draws of `model` (mean of the runs' percentiles).
-    pub fn interval(
+    /// The cell's mean over its runs under each parameter draw of `model` (seeded by
+    /// `seed`; the same draws for every cell).
+    pub fn draw_means(
         &self,
         model: &CostModel,
         config: &str,
         delay_ms: u64,
         index: &str,
         seed: u64,
-    ) -> Option<(f64, f64, f64)> {
+    ) -> Option<Vec<f64>> {
         let runs = self.runs(config, delay_ms, index)?;
-        let (mut c, mut l, mut h) = (0.0, 0.0, 0.0);
+        let mut sums: Vec<f64> = Vec::new();
         for t in runs {
-            let (central, iv) = super::run_interval(t, model, seed).ok()?;
-            let (lo, hi) = iv.unwrap_or((central, central));
-            c += central;
-            l += lo;
-            h += hi;
+            let (_, draws) = super::run_draws(t, model, seed).ok()?;
+            if sums.is_empty() {
+                sums = vec![0.0; draws.len()];
+            }
+            for (s, d) in sums.iter_mut().zip(draws) {
+                *s += d;
+            }
         }
         let n = runs.len() as f64;
-        Some((c / n, l / n, h / n))
+        Some(sums.into_iter().map(|s| s / n).collect())
     }
 }
 

@@ -98,6 +98,36 @@ pub use cost::{
 };
 pub use sim::{PassTrace, RunTrace, Writer, simulate_run, trace_run};
 
+/// The 10th-90th percentile interval of `values`, widened to contain `central`.
+pub fn percentile_interval(central: f64, values: &[f64]) -> Option<(f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.1).min(central), at(0.9).max(central)))
+}
+
+/// A run's mean ns per pass for the central parameters of `model` and for each of its
+/// parameter draws (seeded by `seed`; none when the model has no ranges).
+pub fn run_draws(
+    trace: &RunTrace,
+    model: &CostModel,
+    seed: u64,
+) -> Result<(f64, Vec<f64>), crate::BurstError> {
+    let central = trace.cost(model)?;
+    if model.ranges.is_empty() {
+        return Ok((central, Vec::new()));
+    }
+    let values = model
+        .draws(seed)
+        .iter()
+        .map(|m| trace.cost(m))
+        .collect::<Result<Vec<f64>, _>>()?;
+    Ok((central, values))
+}
+
 /// The central value and the 10th-90th percentile interval of a run over the draws of
 /// `model`'s uncertain parameters (seeded by `seed`), widened to contain the central value.
 pub fn run_interval(
@@ -105,16 +135,6 @@ pub fn run_interval(
     model: &CostModel,
     seed: u64,
 ) -> Result<(f64, Option<(f64, f64)>), crate::BurstError> {
-    let central = trace.cost(model)?;
-    let draws = model.draws(seed);
-    if draws.is_empty() || model.ranges.is_empty() {
-        return Ok((central, None));
-    }
-    let mut values = draws
-        .iter()
-        .map(|m| trace.cost(m))
-        .collect::<Result<Vec<f64>, _>>()?;
-    values.sort_by(f64::total_cmp);
-    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
-    Ok((central, Some((at(0.1).min(central), at(0.9).max(central)))))
+    let (central, values) = run_draws(trace, model, seed)?;
+    Ok((central, percentile_interval(central, &values)))
 }
