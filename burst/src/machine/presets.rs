@@ -189,6 +189,8 @@ fn cost_model(f: ModelFigures) -> serde_json::Value {
             "deep_idle_ms": 500.0,
             "l3_flush_ms": 1000.0,
             "clock_factor": f.clock_factor,
+            "clock_full_ms": 80.0,
+            "clock_low_ms": 1600.0,
             "owner_probe_ns": f.owner_probe_ns
         },
         "draws": 100,
@@ -229,6 +231,8 @@ fn epyc_9654_cost_model() -> serde_json::Value {
             "idle.deep_idle_ms": [200.0, 1500.0],
             "idle.l3_flush_ms": [300.0, 4000.0],
             "idle.clock_factor": EPYC_CLOCK.1,
+            "idle.clock_full_ms": [80.0, 240.0],
+            "idle.clock_low_ms": [800.0, 1600.0],
             "idle.owner_probe_ns": EPYC_PROBE.1
         }),
         sources: serde_json::json!({
@@ -247,9 +251,11 @@ fn epyc_9654_cost_model() -> serde_json::Value {
             "lines_in_flight.modified_same_l3": "assumption: within a CCX, probes to a clock-gated owner core are answered one at a time (range 1-1.5)",
             "lines_in_flight.modified_cross_l3": FITTED_ON,
             "bandwidth.fabric_read_gbps": "per-CCD GMI link to the I/O die: 32 B per fabric clock read at FCLK ~1.8-2.0 GHz, ~64 GB/s (range 40-72)",
-            "idle.deep_idle_ms": format!("CC6 flushes L1/L2 and gates the core ({CC6_BOBCAT}; {AMD_C3_FLUSH}); the idle time after which a pass sees it is bounded by the published 8c-1l3 cells: above 80 ms (cpu_id at 10 ms is not clock-ramped) and above 200 ms (legacy at 200 ms still finds the lines modified in the previous core), below 1.6 s (cpu_id at 200 ms is); range 200-1500 ms"),
+            "idle.deep_idle_ms": format!("CC6 flushes L1/L2 and gates the core ({CC6_BOBCAT}; {AMD_C3_FLUSH}); the idle time after which a core's lines are in its L3 is bounded by the published 8c-1l3 legacy cell at 200 ms (it still finds the lines modified in the previous core): above 200 ms; range 200-1500 ms"),
             "idle.l3_flush_ms": "a CCX all of whose cores are in CC6 may power down with its L3 written back; bounded by the published cells: above 200 ms (8c-1l3 cache-local at 200 ms keeps its lines in L3), below ~4.8 s (192c-24l3 cpu_id at 200 ms, a CCX idle ~4.8 s between passes, is DRAM-bound); range 300-4000 ms",
             "idle.clock_factor": FITTED_ON,
+            "idle.clock_full_ms": "bounded by the published cells: a core idle 80 ms (8c-1l3 cpu_id at 10 ms) runs at the steady clock; range 80-240 ms (no published cell between 80 ms and 1.6 s of idle)",
+            "idle.clock_low_ms": "bounded by the published cells: a core idle 1.6 s (8c-1l3 cpu_id at 200 ms) or more runs at the low clock; range 800-1600 ms; between clock_full_ms and clock_low_ms the clock is assumed to fall log-linearly (the core wakes at a P-state that the power manager lowered the longer it stayed idle)",
             "idle.owner_probe_ns": format!("{FITTED_ON}; mechanism: a core in C1 keeps its caches and answers probes after its clock is ungated ({C1_SNOOP}); bounded by the C1 exit latency (~1 us)"),
             "mm_cid": "Linux 6.4-6.12 legacy policy (per-CPU CID released ~100 ms after last use by a periodic scan, lowest free ID; 'sched: Introduce per-memory-map concurrency ID', Desnoyers/Zijlstra) and 6.13-6.18 cache-local policy ('sched: Improve cache locality of RSEQ concurrency IDs for intermittent workloads', Desnoyers, 2024): the library's DeterministicAllocator"
         }),

@@ -62,13 +62,19 @@ pub struct LinesInFlight {
 #[serde(deny_unknown_fields)]
 pub struct Idle {
     /// A core idle this long has been in its deep idle state (CC6): its L1/L2 were written
-    /// back to its L3 on entry, and its next pass starts at a ramping clock.
+    /// back to its L3.
     pub deep_idle_ms: f64,
     /// An L3 domain all of whose cores were idle this long was powered down: its L3 was
     /// written back, so its lines come from DRAM.
     pub l3_flush_ms: f64,
-    /// Core clock of a pass after a deep idle relative to the steady clock, in (0, 1].
+    /// Core clock of a pass after a long idle (at least `clock_low_ms`) relative to the
+    /// steady clock, in (0, 1].
     pub clock_factor: f64,
+    /// Idle time up to which a core's next pass still runs at the steady clock.
+    pub clock_full_ms: f64,
+    /// Idle time from which a core's next pass runs at `clock_factor`; in between the clock
+    /// falls log-linearly with the idle time (the shape is an assumption).
+    pub clock_low_ms: f64,
     /// Added to each line modified in the cache of an idle (not deep-idle) core: the probe
     /// must wait for the owner's clock-gated core to answer.
     pub owner_probe_ns: f64,
@@ -140,6 +146,8 @@ pub const PARAMS: &[&str] = &[
     "idle.deep_idle_ms",
     "idle.l3_flush_ms",
     "idle.clock_factor",
+    "idle.clock_full_ms",
+    "idle.clock_low_ms",
     "idle.owner_probe_ns",
 ];
 
@@ -304,6 +312,8 @@ impl CostModel {
             "idle.deep_idle_ms" => &mut self.idle.deep_idle_ms,
             "idle.l3_flush_ms" => &mut self.idle.l3_flush_ms,
             "idle.clock_factor" => &mut self.idle.clock_factor,
+            "idle.clock_full_ms" => &mut self.idle.clock_full_ms,
+            "idle.clock_low_ms" => &mut self.idle.clock_low_ms,
             "idle.owner_probe_ns" => &mut self.idle.owner_probe_ns,
             _ => return None,
         })
@@ -370,6 +380,12 @@ impl CostModel {
                 "idle.clock_factor",
                 "must lie in (0, 1] (a pass after deep idle runs at most at the steady clock)"
                     .into(),
+            ));
+        }
+        if hi("idle.clock_full_ms") > lo("idle.clock_low_ms") {
+            return Err(bound(
+                "idle.clock_full_ms",
+                "must not exceed idle.clock_low_ms (the clock only falls with idle time)".into(),
             ));
         }
         for n in [
@@ -473,18 +489,30 @@ impl CostModel {
         }
     }
 
-    /// Core-side ns per line: after a deep idle the clock is `idle.clock_factor` of steady.
-    pub fn core_ns(&self, after_deep_idle: bool) -> f64 {
-        if after_deep_idle {
-            self.core_ns_per_line / self.idle.clock_factor
+    /// Clock of a pass after `idle_ns` of idle, relative to the steady clock: 1 up to
+    /// `clock_full_ms`, `clock_factor` from `clock_low_ms`, log-linear in the idle time
+    /// between.
+    pub fn clock_at(&self, idle_ns: u64) -> f64 {
+        let t = idle_ns as f64 / 1e6;
+        let (a, b) = (self.idle.clock_full_ms, self.idle.clock_low_ms);
+        if t <= a {
+            1.0
+        } else if t >= b {
+            self.idle.clock_factor
         } else {
-            self.core_ns_per_line
+            let x = (t / a).ln() / (b / a).ln();
+            self.idle.clock_factor.powf(x)
         }
     }
 
+    /// Core-side ns per line after `idle_ns` of idle (`0`: a busy core).
+    pub fn core_ns(&self, idle_ns: u64) -> f64 {
+        self.core_ns_per_line / self.clock_at(idle_ns)
+    }
+
     /// Cost of one line: the slower of the core and the memory side.
-    pub fn line_ns(&self, source: LineSource, after_deep_idle: bool) -> f64 {
-        self.core_ns(after_deep_idle).max(self.supply_ns(source))
+    pub fn line_ns(&self, source: LineSource, idle_ns: u64) -> f64 {
+        self.core_ns(idle_ns).max(self.supply_ns(source))
     }
 
     /// The bounds of a pass of `lines` lines: all lines in L1 at the steady clock, and all
@@ -494,7 +522,7 @@ impl CostModel {
         let low = self.pass_overhead_ns + n * self.core_ns_per_line.max(self.latency_ns.l1);
         let high = self.pass_overhead_ns
             + n * self
-                .core_ns(true)
+                .core_ns(u64::MAX)
                 .max(self.latency_ns.dram_remote)
                 .max(self.line_bytes as f64 / self.bandwidth.fabric_read_gbps);
         (low, high)

@@ -74,14 +74,9 @@ impl PassTrace {
         }
     }
 
-    /// Whether the reading core comes out of a deep idle (ramping clock).
-    pub fn after_deep_idle(&self, m: &CostModel) -> bool {
-        self.reader_idle >= m.deep_idle_ns()
-    }
-
     /// ns of this pass under `m`.
     pub fn ns(&self, m: &CostModel) -> f64 {
-        m.pass_overhead_ns + self.lines as f64 * m.line_ns(self.source(m), self.after_deep_idle(m))
+        m.pass_overhead_ns + self.lines as f64 * m.line_ns(self.source(m), self.reader_idle)
     }
 }
 
@@ -366,7 +361,7 @@ impl<'a> Simulation<'a> {
         let sleep = self.plan.sleep_between().as_nanos() as u64;
         // A warm pass: own lines in L1, core busy.
         let hot = self.model.pass_overhead_ns
-            + self.lines as f64 * self.model.line_ns(LineSource::Own, false);
+            + self.lines as f64 * self.model.line_ns(LineSource::Own, 0);
         let mut records = Vec::new();
         while let Some(Reverse((now, _, t, ev))) = queue.pop() {
             let cpu = self.cpus[t];
