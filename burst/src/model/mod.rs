@@ -1,6 +1,6 @@
 //! # The simulator and its cost model
 //!
-//! `--simulate PRESET` or `--describe FILE` replays the benchmark's schedule ([`Plan`]) on a
+//! `--simulate PRESET` or `--describe FILE` replays the benchmark's schedule ([`Plan`](crate::Plan)) on a
 //! machine description in virtual time, deterministically for a `--seed`, without threads or
 //! sleeps, and costs every timed pass from where its lines are. Each cell is reported as a
 //! central value (the description's parameters) and a 10th-90th percentile interval over
@@ -18,10 +18,15 @@
 //! written. Its time is `pass_overhead_ns + sum over lines of max(core, supply)`:
 //!
 //! * **core**: `core_ns_per_line`, the increment loop with its data at hand (fitted: no public
-//!   figure gives the cycles of this loop), divided by `idle.clock_factor` when the core comes
-//!   out of a deep idle (**clock ramp**: the core wakes at a low P-state and the frequency
-//!   governor raises it only after it has seen load; a pass of a few µs runs mostly at the low
-//!   clock);
+//!   figure gives the cycles of this loop), divided by the **clock after idle**
+//!   ([`CostModel::clock_at`]): a core idle up to `idle.clock_full_ms` runs at the steady
+//!   clock, one idle `idle.clock_low_ms` or more at `idle.clock_factor` of it (fitted), and in
+//!   between the clock falls log-linearly with the idle time (the core wakes at a P-state the
+//!   power manager lowered the longer it stayed idle, and a pass of a few µs ends before the
+//!   governor raises it). The published cells bound the two times: 80 ms of idle (8c-1l3
+//!   cpu_id at 10 ms) is at full clock, 1.6 s (8c-1l3 cpu_id at 200 ms) is slow; nothing
+//!   published lies between, so `24c-24l3` at 10 ms (240 ms of idle) depends on the assumed
+//!   shape;
 //! * **supply**: the slower of `latency / lines_in_flight` and `line_bytes / bandwidth` for
 //!   lines that cross the L3 domain's fabric link. A prefetched sequential stream overlaps
 //!   `lines_in_flight.stream` misses (Zen 4: 24 L1D miss buffers, 64 outstanding L2 misses),
@@ -34,7 +39,8 @@
 //!    its lines are then in its L3 (`latency_ns.l3` in the same domain, `cross_l3` /
 //!    `cross_socket` from elsewhere, all streamable). A core in a light idle state (C1, clock
 //!    gated) keeps its caches and answers probes. `idle.deep_idle_ms` is the idle time after
-//!    which a core's lines are treated as flushed and its next pass as clock-ramped.
+//!    which a core's lines are treated as flushed (bounded below by the published 8c-1l3 legacy
+//!    cell at 200 ms, which still pays for lines modified in the previous core).
 //! 2. **A whole L3 domain idle**: when every core of a CCX is in CC6 the CCX itself may power
 //!    down, writing its L3 back to DRAM; `idle.l3_flush_ms` of all-idle later its lines come
 //!    from DRAM (local or remote: the slot's pages live where they were first touched).
@@ -44,6 +50,34 @@
 //!    a CCX, `cross_l3` / `cross_socket` through the I/O die). Within a CCX these probes are
 //!    resolved one by one (`lines_in_flight.modified_same_l3` = 1); across CCDs the I/O die's
 //!    coherence agents overlap a few (`lines_in_flight.modified_cross_l3`, fitted).
+//!
+//! ## The figures of `epyc-9654`
+//!
+//! Each parameter's `sources` entry in the preset gives the reference (URL or title); in
+//! short (central value, range used for the intervals):
+//!
+//! | parameter | value \[range\] | mechanism and source |
+//! |---|---|---|
+//! | `latency_ns.l1` / `l2` | 1.1 / 3.8 | Zen 4 L1D 4-5 and L2 14 cycles at ~3.7 GHz (Chips and Cheese, Zen 4 part 2) |
+//! | `latency_ns.l3` | 13.5 [12-16] | Genoa L3 ~50 cycles (Chips and Cheese, Genoa-X) |
+//! | `latency_ns.same_l3_modified` | 19 [15-25] | core-to-core within a CCX, 15-19 ns (AnandTech Zen 4 review) |
+//! | `latency_ns.cross_l3` | 110 [80-150] | cross-CCD through the I/O die (AnandTech: ~80 ns on the desktop part; larger server I/O die) |
+//! | `latency_ns.cross_socket` | 200 [170-250] | socket to socket (Chips and Cheese, Genoa-X) |
+//! | `latency_ns.dram_local` / `dram_remote` | 115 [100-135] / 200 [180-240] | NPS1 DRAM (Chips and Cheese NPS0 article; AnandTech Rome) and the socket hop |
+//! | `lines_in_flight.stream` | 12 [8-24] | L1D miss buffers 24, L2 64 outstanding misses (AMD Zen 4 optimization guide) |
+//! | `lines_in_flight.modified_same_l3` | 1 [1-1.5] | assumption: probes to a clock-gated owner answered one at a time |
+//! | `lines_in_flight.modified_cross_l3` | 3.62 [3.44-3.86] | **fitted** (both rows) |
+//! | `bandwidth.fabric_read_gbps` | 64 [40-72] | GMI: 32 B per fabric clock at FCLK ~2 GHz per CCD |
+//! | `idle.deep_idle_ms` | 500 [200-1500] | CC6 flushes L1/L2 (Bobcat CC6 paper; Phoronix on AMD C3 flush); bounded by 8c-1l3 legacy at 200 ms |
+//! | `idle.l3_flush_ms` | 1000 [300-4000] | CCX power-down when all its cores sleep; bounded by 8c-1l3 cache-local at 200 ms (L3 kept) and 192c-24l3 cpu_id at 200 ms (DRAM) |
+//! | `idle.clock_factor` | 0.448 [0.43-0.48] | **fitted** (both rows) |
+//! | `idle.clock_full_ms` / `clock_low_ms` | 80 [80-240] / 1600 [800-1600] | bounded by 8c-1l3 cpu_id at 10 ms and at 200 ms |
+//! | `idle.owner_probe_ns` | 72.5 [66.5-78.5] | **fitted** (both rows); a core in C1 keeps its caches and answers probes (Intel C-state datasheet); below the C1 exit latency (~1 µs) |
+//! | `core_ns_per_line` | 2.70 [2.53-2.93] | **fitted** (both rows) |
+//! | `pass_overhead_ns` | 20 [10-40] | two vDSO clock reads |
+//!
+//! The four fitted parameters were fitted on the 12 cells of `8c-1l3` and `192c-24l3`; their
+//! ranges are the spread of that fit and the two leave-one-row-out fits, widened by 5%.
 //!
 //! The index choices come from the library's
 //! [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator):
