@@ -180,6 +180,15 @@ fn main() -> Result<(), BurstError> {
             )
         })
         .collect();
+    // Per cell: (parameter, factor) of the largest move of each speedup.
+    let mut per_cell: Vec<[(f64, String); 2]> = vec![Default::default(); base.len()];
+    let show = |b: &(f64, String)| {
+        if b.1.is_empty() || b.0 < 1.005 {
+            "x1.00 (-)".to_string()
+        } else {
+            format!("x{:.2} ({})", b.0, b.1)
+        }
+    };
     for (name, [lo, hi]) in &preset.ranges {
         let mut best = [(1.0f64, String::new()), (1.0f64, String::new())];
         for v in [*lo, *hi] {
@@ -187,7 +196,7 @@ fn main() -> Result<(), BurstError> {
             if let Some(x) = m.param_mut(name) {
                 *x = v;
             }
-            for ((c, d), (bl, bc)) in &base {
+            for (cell, ((c, d), (bl, bc))) in base.iter().enumerate() {
                 let Some((l, cl)) = ratio_cells(&m, &traces, c, *d) else {
                     continue;
                 };
@@ -196,13 +205,23 @@ fn main() -> Result<(), BurstError> {
                     if f > best[k].0 {
                         best[k] = (f, format!("{c} {d} ms"));
                     }
+                    if f > per_cell[cell][k].0.max(1.0) {
+                        per_cell[cell][k] = (f, format!("`{name}`"));
+                    }
                 }
             }
         }
         println!(
-            "| `{name}` | {lo}-{hi} | x{:.2} ({}) | x{:.2} ({}) |",
-            best[0].0, best[0].1, best[1].0, best[1].1
+            "| `{name}` | {lo}-{hi} | {} | {} |",
+            show(&best[0]),
+            show(&best[1])
         );
+    }
+    println!("\nThe parameter that moves each cell most:\n");
+    println!("| cell | legacy/local | cpu/local |");
+    println!("|---|---|---|");
+    for (((c, d), _), b) in base.iter().zip(&per_cell) {
+        println!("| {c} {d} ms | {} | {} |", show(&b[0]), show(&b[1]));
     }
     eprintln!("fit_model: {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
