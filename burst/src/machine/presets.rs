@@ -149,6 +149,7 @@ const AMD_SOG_ZEN4: &str = "AMD, 'Software Optimization Guide for the AMD Zen 4 
 const CC6_BOBCAT: &str = "'The core-C6 (CC6) sleep state of the AMD Bobcat x86 microprocessor' (ISLPED 2012): the core and its L2 are power-gated after saving state, 31 us restore";
 const C1_SNOOP: &str = "Intel desktop processor datasheet, 'Core C-states' (a core in C1 keeps its caches and processes snoops; C3 and deeper flush L1/L2 to the L3), http://office.manualsonline.com/manuals/mfg/intel/bx80633i74820k.html?p=35";
 const AMD_C3_FLUSH: &str = "Phoronix, 'AMD To Optimize C3 Entry On Linux By Finally Skipping The Cache Flush' (2021), https://www.phoronix.com/news/AMD-Linux-Skip-C3-Cache-Flush";
+const CLOCK_RAMP: &str = "a long-sleeping task's utilization is decayed at wake-up, so the governor raises the frequency only after it has run a while (kernel commit a07630b8b2c1 'sched/cpufreq/schedutil: Use util_est for OPP selection', https://git.zx2c4.com/linux-dev/commit/?id=a07630b8b2c16f82fd5b71d890079f4dd7599c1d); with amd-pstate the CPPC firmware picks the frequency on a ~1 ms timescale from the utilization it sees (commit ca08e46d4215 'cpufreq: amd-pstate: update pstate frequency transition delay time', https://git.zx2c4.com/linux-dev/commit/?id=ca08e46d4215e85eb3cef2481255431d98da56da): a pass of a few us after a long sleep runs at the low clock";
 const FITTED_ON: &str = "FITTED on the published 8c-1l3 and 192c-24l3 rows (12 cells; `cargo run --release -p percid-burst --example fit_model`); range = spread of the full and the two leave-one-row-out fits, widened by 5% each way";
 
 /// The parts of a cost model that differ between presets.
@@ -253,7 +254,7 @@ fn epyc_9654_cost_model() -> serde_json::Value {
             "bandwidth.fabric_read_gbps": "per-CCD GMI link to the I/O die: 32 B per fabric clock read at FCLK ~1.8-2.0 GHz, ~64 GB/s (range 40-72)",
             "idle.deep_idle_ms": format!("CC6 flushes L1/L2 and gates the core ({CC6_BOBCAT}; {AMD_C3_FLUSH}); the idle time after which a core's lines are in its L3 is bounded by the published 8c-1l3 legacy cell at 200 ms (it still finds the lines modified in the previous core): above 200 ms; range 200-1500 ms"),
             "idle.l3_flush_ms": "a CCX all of whose cores are in CC6 may power down with its L3 written back; bounded by the published cells: above 200 ms (8c-1l3 cache-local at 200 ms keeps its lines in L3), below ~4.8 s (192c-24l3 cpu_id at 200 ms, a CCX idle ~4.8 s between passes, is DRAM-bound); range 300-4000 ms",
-            "idle.clock_factor": FITTED_ON,
+            "idle.clock_factor": format!("{FITTED_ON}; mechanism: {CLOCK_RAMP}"),
             "idle.clock_full_ms": "bounded by the published cells: a core idle 80 ms (8c-1l3 cpu_id at 10 ms) runs at the steady clock; range 80-240 ms (no published cell between 80 ms and 1.6 s of idle)",
             "idle.clock_low_ms": "bounded by the published cells: a core idle 1.6 s (8c-1l3 cpu_id at 200 ms) or more runs at the low clock; range 800-1600 ms; between clock_full_ms and clock_low_ms the clock is assumed to fall log-linearly (the core wakes at a P-state that the power manager lowered the longer it stayed idle)",
             "idle.owner_probe_ns": format!("{FITTED_ON}; mechanism: a core in C1 keeps its caches and answers probes after its clock is ungated ({C1_SNOOP}); bounded by the C1 exit latency (~1 us)"),

@@ -327,7 +327,8 @@ impl CostModel {
     /// * no source supplies a line slower than a serial miss to the machine's slowest DRAM
     ///   (`latency_ns.dram_remote`): `latency / lines_in_flight <= dram_remote`, and
     ///   `line_bytes / fabric_read_gbps <= dram_remote`;
-    /// * latencies ordered `l1 <= l2 <= l3 <= dram_local <= dram_remote`;
+    /// * latencies ordered `l1 <= l2 <= l3 <= dram_local <= dram_remote` (each range's top
+    ///   below the next one's bottom);
     /// * `idle.clock_factor` in (0, 1]; times and latencies positive; ranges contain their
     ///   central value.
     ///
@@ -411,10 +412,13 @@ impl CostModel {
             "latency_ns.dram_remote",
         ];
         for w in order.windows(2) {
-            if self.param(w[0]) > self.param(w[1]) {
+            if hi(w[0]) > lo(w[1]) {
                 return Err(bound(
                     w[0],
-                    format!("must not exceed {} (the next level)", w[1]),
+                    format!(
+                        "must not exceed {} (the next level), at every corner of the ranges",
+                        w[1]
+                    ),
                 ));
             }
         }
@@ -444,7 +448,8 @@ impl CostModel {
             ),
             (
                 "idle.owner_probe_ns",
-                (hi("latency_ns.cross_socket") + probe) / lo("lines_in_flight.modified_cross_l3"),
+                (hi("latency_ns.cross_l3").max(hi("latency_ns.cross_socket")) + probe)
+                    / lo("lines_in_flight.modified_cross_l3"),
             ),
             (
                 "bandwidth.fabric_read_gbps",

@@ -23,7 +23,9 @@
 //!   clock, one idle `idle.clock_low_ms` or more at `idle.clock_factor` of it (fitted), and in
 //!   between the clock falls log-linearly with the idle time (the core wakes at a P-state the
 //!   power manager lowered the longer it stayed idle, and a pass of a few µs ends before the
-//!   governor raises it). The published cells bound the two times: 80 ms of idle (8c-1l3
+//!   governor raises it: schedutil sees a long sleeper's decayed utilization at wake-up, kernel
+//!   commit a07630b8b2c1; amd-pstate's firmware re-decides on a ~1 ms timescale, commit
+//!   ca08e46d4215). The published cells bound the two times: 80 ms of idle (8c-1l3
 //!   cpu_id at 10 ms) is at full clock, 1.6 s (8c-1l3 cpu_id at 200 ms) is slow; nothing
 //!   published lies between, so `24c-24l3` at 10 ms (240 ms of idle) depends on the assumed
 //!   shape;
@@ -70,7 +72,7 @@
 //! | `bandwidth.fabric_read_gbps` | 64 [40-72] | GMI: 32 B per fabric clock at FCLK ~2 GHz per CCD |
 //! | `idle.deep_idle_ms` | 500 [200-1500] | CC6 flushes L1/L2 (Bobcat CC6 paper; Phoronix on AMD C3 flush); bounded by 8c-1l3 legacy at 200 ms |
 //! | `idle.l3_flush_ms` | 1000 [300-4000] | CCX power-down when all its cores sleep; bounded by 8c-1l3 cache-local at 200 ms (L3 kept) and 192c-24l3 cpu_id at 200 ms (DRAM) |
-//! | `idle.clock_factor` | 0.448 [0.43-0.48] | **fitted** (both rows) |
+//! | `idle.clock_factor` | 0.448 [0.43-0.48] | **fitted** (both rows); wake-up at a decayed utilization (schedutil commit a07630b8b2c1; amd-pstate commit ca08e46d4215) |
 //! | `idle.clock_full_ms` / `clock_low_ms` | 80 [80-240] / 1600 [800-1600] | bounded by 8c-1l3 cpu_id at 10 ms and at 200 ms |
 //! | `idle.owner_probe_ns` | 72.5 [66.5-78.5] | **fitted** (both rows); a core in C1 keeps its caches and answers probes (Intel C-state datasheet); below the C1 exit latency (~1 µs) |
 //! | `core_ns_per_line` | 2.70 [2.53-2.93] | **fitted** (both rows) |
