@@ -150,7 +150,7 @@ const CC6_BOBCAT: &str = "'The core-C6 (CC6) sleep state of the AMD Bobcat x86 m
 const C1_SNOOP: &str = "Intel desktop processor datasheet, 'Core C-states' (a core in C1 keeps its caches and processes snoops; C3 and deeper flush L1/L2 to the L3), http://office.manualsonline.com/manuals/mfg/intel/bx80633i74820k.html?p=35";
 const AMD_C3_FLUSH: &str = "Phoronix, 'AMD To Optimize C3 Entry On Linux By Finally Skipping The Cache Flush' (2021), https://www.phoronix.com/news/AMD-Linux-Skip-C3-Cache-Flush";
 const CLOCK_RAMP: &str = "a long-sleeping task's utilization is decayed at wake-up, so the governor raises the frequency only after it has run a while (kernel commit a07630b8b2c1 'sched/cpufreq/schedutil: Use util_est for OPP selection', https://git.zx2c4.com/linux-dev/commit/?id=a07630b8b2c16f82fd5b71d890079f4dd7599c1d); with amd-pstate the CPPC firmware picks the frequency on a ~1 ms timescale from the utilization it sees (commit ca08e46d4215 'cpufreq: amd-pstate: update pstate frequency transition delay time', https://git.zx2c4.com/linux-dev/commit/?id=ca08e46d4215e85eb3cef2481255431d98da56da): a pass of a few us after a long sleep runs at the low clock";
-const FITTED_ON: &str = "FITTED on the published 8c-1l3 and 192c-24l3 rows (12 cells; `cargo run --release -p percid-burst --example fit_model`); range = spread of the full and the two leave-one-row-out fits, widened by 5% each way";
+const FITTED_ON: &str = "FITTED on the published 8c-1l3 and 192c-24l3 rows (12 cells; `cargo run --release -p percid-burst --example fit_model`, starting from percid_burst::fit::PRIOR); range = spread of the full and the two leave-one-row-out fits, widened by 5% each way";
 
 /// The parts of a cost model that differ between presets.
 struct ModelFigures {
@@ -192,7 +192,8 @@ fn cost_model(f: ModelFigures) -> serde_json::Value {
             "clock_factor": f.clock_factor,
             "clock_full_ms": 80.0,
             "clock_low_ms": 1600.0,
-            "owner_probe_ns": f.owner_probe_ns
+            "owner_probe_ns": f.owner_probe_ns,
+            "owner_probe_full_ms": 200.0
         },
         "draws": 100,
         "ranges": f.ranges,
@@ -201,10 +202,10 @@ fn cost_model(f: ModelFigures) -> serde_json::Value {
 }
 
 /// The fitted parameters of the EPYC 9654 (see `FITTED_ON`): value and range.
-const EPYC_CORE_NS: (f64, [f64; 2]) = (2.70, [2.53, 2.93]);
-const EPYC_CLOCK: (f64, [f64; 2]) = (0.448, [0.43, 0.48]);
-const EPYC_PROBE: (f64, [f64; 2]) = (72.5, [66.5, 78.5]);
-const EPYC_MOD_CROSS: (f64, [f64; 2]) = (3.62, [3.44, 3.86]);
+const EPYC_CORE_NS: (f64, [f64; 2]) = (2.664, [2.52, 3.24]);
+const EPYC_CLOCK: (f64, [f64; 2]) = (0.444, [0.42, 0.525]);
+const EPYC_PROBE: (f64, [f64; 2]) = (69.3, [49.8, 75.0]);
+const EPYC_MOD_CROSS: (f64, [f64; 2]) = (3.19, [1.9, 3.35]);
 
 /// The burst cost model of the EPYC 9654 (see the [model docs](crate::model)).
 fn epyc_9654_cost_model() -> serde_json::Value {
@@ -234,7 +235,8 @@ fn epyc_9654_cost_model() -> serde_json::Value {
             "idle.clock_factor": EPYC_CLOCK.1,
             "idle.clock_full_ms": [80.0, 240.0],
             "idle.clock_low_ms": [800.0, 1600.0],
-            "idle.owner_probe_ns": EPYC_PROBE.1
+            "idle.owner_probe_ns": EPYC_PROBE.1,
+            "idle.owner_probe_full_ms": [150.0, 300.0]
         }),
         sources: serde_json::json!({
             "line_bytes": "x86-64 cache line",
@@ -258,6 +260,7 @@ fn epyc_9654_cost_model() -> serde_json::Value {
             "idle.clock_full_ms": "bounded by the published cells: a core idle 80 ms (8c-1l3 cpu_id at 10 ms) runs at the steady clock; range 80-240 ms (no published cell between 80 ms and 1.6 s of idle)",
             "idle.clock_low_ms": "bounded by the published cells: a core idle 1.6 s (8c-1l3 cpu_id at 200 ms) or more runs at the low clock; range 800-1600 ms; between clock_full_ms and clock_low_ms the clock is assumed to fall log-linearly (the core wakes at a P-state that the power manager lowered the longer it stayed idle)",
             "idle.owner_probe_ns": format!("{FITTED_ON}; mechanism: a core in C1 keeps its caches and answers probes after its clock is ungated ({C1_SNOOP}); bounded by the C1 exit latency (~1 us)"),
+            "idle.owner_probe_full_ms": "assumption: the owner's answer slows linearly with its idle time up to this time (it sinks from clock gating into lower clock and voltage), constant beyond; the form was chosen after seeing that 192c-24l3's legacy cells differ with the previous owner's idle time (~100 ms at 10 ms delay, ~190 ms at 200 ms); 200 ms is the longest owner idle of the published cells, not fitted; range 150-300 ms",
             "mm_cid": "Linux 6.4-6.12 legacy policy (per-CPU CID released ~100 ms after last use by a periodic scan, lowest free ID; 'sched: Introduce per-memory-map concurrency ID', Desnoyers/Zijlstra) and 6.13-6.18 cache-local policy ('sched: Improve cache locality of RSEQ concurrency IDs for intermittent workloads', Desnoyers, 2024): the library's DeterministicAllocator"
         }),
     })
@@ -342,7 +345,7 @@ fn xeon_e_2388g_cost_model() -> serde_json::Value {
             "idle.deep_idle_ms": "not measured on this part: the EPYC 9654 bound",
             "idle.l3_flush_ms": "not measured on this part: the EPYC 9654 bound",
             "idle.clock_factor": "not measured on this part: the EPYC 9654 fit",
-            "idle.owner_probe_ns": "not measured on this part: the EPYC 9654 fit (72.5 ns) breaks this machine's DRAM bound (40 + 72.5 > 85 ns per line with one line in flight), so 40 ns, range 0-45 (the most the bound allows)"
+            "idle.owner_probe_ns": "not measured on this part: the EPYC 9654 fit (69.3 ns) breaks this machine's DRAM bound (35 + 69.3 > 85 ns per line with one line in flight), so 40 ns, range 0-45 (the most the bound allows)"
         }),
     })
 }

@@ -78,6 +78,11 @@ pub struct Idle {
     /// Added to each line modified in the cache of an idle (not deep-idle) core: the probe
     /// must wait for the owner's clock-gated core to answer.
     pub owner_probe_ns: f64,
+    /// The owner's answer slows as it idles longer (it sinks from clock gating into lower
+    /// voltage and clock): the probe costs `owner_probe_ns * min(1, idle / owner_probe_full_ms)`
+    /// for an owner idle `idle`; 0 makes it constant.
+    #[serde(default)]
+    pub owner_probe_full_ms: f64,
 }
 
 /// Bandwidth limits, GB/s.
@@ -149,6 +154,7 @@ pub const PARAMS: &[&str] = &[
     "idle.clock_full_ms",
     "idle.clock_low_ms",
     "idle.owner_probe_ns",
+    "idle.owner_probe_full_ms",
 ];
 
 /// A bad or missing cost model.
@@ -315,6 +321,7 @@ impl CostModel {
             "idle.clock_full_ms" => &mut self.idle.clock_full_ms,
             "idle.clock_low_ms" => &mut self.idle.clock_low_ms,
             "idle.owner_probe_ns" => &mut self.idle.owner_probe_ns,
+            "idle.owner_probe_full_ms" => &mut self.idle.owner_probe_full_ms,
             _ => return None,
         })
     }
@@ -346,7 +353,10 @@ impl CostModel {
         }
         for name in PARAMS {
             let v = self.param(name).unwrap_or(f64::NAN);
-            let ok = if *name == "pass_overhead_ns" || *name == "idle.owner_probe_ns" {
+            let ok = if matches!(
+                *name,
+                "pass_overhead_ns" | "idle.owner_probe_ns" | "idle.owner_probe_full_ms"
+            ) {
                 v.is_finite() && v >= 0.0
             } else {
                 v.is_finite() && v > 0.0
@@ -473,9 +483,21 @@ impl CostModel {
     /// latency over lines in flight and line size over the fabric bandwidth (lines from
     /// outside the L3 domain).
     pub fn supply_ns(&self, source: LineSource) -> f64 {
+        self.supply_ns_at(source, u64::MAX)
+    }
+
+    /// [`CostModel::supply_ns`] for a line whose owner (if modified in an idle core) has been
+    /// idle `owner_idle_ns`.
+    pub fn supply_ns_at(&self, source: LineSource, owner_idle_ns: u64) -> f64 {
         let l = &self.latency_ns;
         let f = &self.lines_in_flight;
-        let probe = self.idle.owner_probe_ns;
+        let full = self.idle.owner_probe_full_ms;
+        let scale = if full > 0.0 {
+            (owner_idle_ns as f64 / 1e6 / full).min(1.0)
+        } else {
+            1.0
+        };
+        let probe = self.idle.owner_probe_ns * scale;
         let latency_bound = match source {
             LineSource::Own => l.l2 / f.stream,
             LineSource::SameL3 => l.l3 / f.stream,
@@ -518,6 +540,12 @@ impl CostModel {
     /// Cost of one line: the slower of the core and the memory side.
     pub fn line_ns(&self, source: LineSource, idle_ns: u64) -> f64 {
         self.core_ns(idle_ns).max(self.supply_ns(source))
+    }
+
+    /// [`CostModel::line_ns`] with the owner's idle time ([`CostModel::supply_ns_at`]).
+    pub fn line_ns_at(&self, source: LineSource, idle_ns: u64, owner_idle_ns: u64) -> f64 {
+        self.core_ns(idle_ns)
+            .max(self.supply_ns_at(source, owner_idle_ns))
     }
 
     /// The bounds of a pass of `lines` lines: all lines in L1 at the steady clock, and all

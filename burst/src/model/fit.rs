@@ -65,6 +65,39 @@ pub const FITTED: &[&str] = &[
     "lines_in_flight.modified_cross_l3",
 ];
 
+/// Where every fit starts, and what a row that cannot decide a parameter leaves it at: rough
+/// values from the mechanisms, before looking at any published cell.
+///
+/// * `core_ns_per_line` 2.5: ~9 cycles per 64-byte line at 3.7 GHz for a read-modify-write
+///   loop (a guess);
+/// * `idle.clock_factor` 0.5: a core waking at a low P-state (EPYC 9654: 2.4 GHz base, 3.7 GHz
+///   boost, ~1.5 GHz lowest) runs at about half its boosted clock;
+/// * `idle.owner_probe_ns` 50: tens of ns to ungate a clock-gated core, far below the ~1 µs C1
+///   exit latency;
+/// * `lines_in_flight.modified_cross_l3` 2: a few probes overlapped by the I/O die.
+pub const PRIOR: &[(&str, f64)] = &[
+    ("core_ns_per_line", 2.5),
+    ("idle.clock_factor", 0.5),
+    ("idle.owner_probe_ns", 50.0),
+    ("lines_in_flight.modified_cross_l3", 2.0),
+];
+
+/// `model` with the fitted parameters at their [`PRIOR`] values (ranges widened to contain
+/// them).
+pub fn prior(model: &CostModel) -> CostModel {
+    let mut m = model.clone();
+    for (p, v) in PRIOR {
+        if let Some(x) = m.param_mut(p) {
+            *x = *v;
+        }
+        if let Some(r) = m.ranges.get_mut(*p) {
+            r[0] = r[0].min(*v);
+            r[1] = r[1].max(*v);
+        }
+    }
+    m
+}
+
 /// Recorded replays: per (configuration, delay, index), one trace per run.
 pub struct Traces {
     entries: Vec<((String, u64, String), Vec<RunTrace>)>,

@@ -48,7 +48,9 @@
 //!    from DRAM (local or remote: the slot's pages live where they were first touched).
 //! 3. **A line modified in an idle core** (written less than `deep_idle_ms` ago by a core that
 //!    has been idle since): each line needs a coherence probe that the owner's clock-gated core
-//!    must answer (`idle.owner_probe_ns`, fitted), plus the transfer (`same_l3_modified` within
+//!    must answer (`idle.owner_probe_ns`, fitted, growing linearly with the owner's idle time
+//!    up to `idle.owner_probe_full_ms`: the longer it idles the deeper it sleeps), plus the
+//!    transfer (`same_l3_modified` within
 //!    a CCX, `cross_l3` / `cross_socket` through the I/O die). Within a CCX these probes are
 //!    resolved one by one (`lines_in_flight.modified_same_l3` = 1); across CCDs the I/O die's
 //!    coherence agents overlap a few (`lines_in_flight.modified_cross_l3`, fitted).
@@ -68,18 +70,20 @@
 //! | `latency_ns.dram_local` / `dram_remote` | 115 [100-135] / 200 [180-240] | NPS1 DRAM (Chips and Cheese NPS0 article; AnandTech Rome) and the socket hop |
 //! | `lines_in_flight.stream` | 12 [8-24] | L1D miss buffers 24, L2 64 outstanding misses (AMD Zen 4 optimization guide) |
 //! | `lines_in_flight.modified_same_l3` | 1 [1-1.5] | assumption: probes to a clock-gated owner answered one at a time |
-//! | `lines_in_flight.modified_cross_l3` | 3.62 [3.44-3.86] | **fitted** (both rows) |
+//! | `lines_in_flight.modified_cross_l3` | 3.19 [1.9-3.35] | **fitted** (both rows) |
 //! | `bandwidth.fabric_read_gbps` | 64 [40-72] | GMI: 32 B per fabric clock at FCLK ~2 GHz per CCD |
 //! | `idle.deep_idle_ms` | 500 [200-1500] | CC6 flushes L1/L2 (Bobcat CC6 paper; Phoronix on AMD C3 flush); bounded by 8c-1l3 legacy at 200 ms |
 //! | `idle.l3_flush_ms` | 1000 [300-4000] | CCX power-down when all its cores sleep; bounded by 8c-1l3 cache-local at 200 ms (L3 kept) and 192c-24l3 cpu_id at 200 ms (DRAM) |
-//! | `idle.clock_factor` | 0.448 [0.43-0.48] | **fitted** (both rows); wake-up at a decayed utilization (schedutil commit a07630b8b2c1; amd-pstate commit ca08e46d4215) |
+//! | `idle.clock_factor` | 0.444 [0.42-0.525] | **fitted** (both rows); wake-up at a decayed utilization (schedutil commit a07630b8b2c1; amd-pstate commit ca08e46d4215) |
 //! | `idle.clock_full_ms` / `clock_low_ms` | 80 [80-240] / 1600 [800-1600] | bounded by 8c-1l3 cpu_id at 10 ms and at 200 ms |
-//! | `idle.owner_probe_ns` | 72.5 [66.5-78.5] | **fitted** (both rows); a core in C1 keeps its caches and answers probes (Intel C-state datasheet); below the C1 exit latency (~1 µs) |
-//! | `core_ns_per_line` | 2.70 [2.53-2.93] | **fitted** (both rows) |
+//! | `idle.owner_probe_ns` | 69.3 [49.8-75] | **fitted** (both rows); a core in C1 keeps its caches and answers probes (Intel C-state datasheet); below the C1 exit latency (~1 µs) |
+//! | `idle.owner_probe_full_ms` | 200 [150-300] | assumption: the probe cost grows linearly with the owner's idle time up to 200 ms (the longest owner idle of the published cells); the form was chosen after seeing 192c-24l3's legacy cells |
+//! | `core_ns_per_line` | 2.664 [2.52-3.24] | **fitted** (both rows) |
 //! | `pass_overhead_ns` | 20 [10-40] | two vDSO clock reads |
 //!
-//! The four fitted parameters were fitted on the 12 cells of `8c-1l3` and `192c-24l3`; their
-//! ranges are the spread of that fit and the two leave-one-row-out fits, widened by 5%.
+//! The four fitted parameters were fitted on the 12 cells of `8c-1l3` and `192c-24l3`, starting
+//! from [`fit::PRIOR`]; their ranges are the spread of that fit and the two leave-one-row-out
+//! fits (from the same prior), widened by 5%.
 //!
 //! The index choices come from the library's
 //! [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator):

@@ -76,7 +76,9 @@ impl PassTrace {
 
     /// ns of this pass under `m`.
     pub fn ns(&self, m: &CostModel) -> f64 {
-        m.pass_overhead_ns + self.lines as f64 * m.line_ns(self.source(m), self.reader_idle)
+        m.pass_overhead_ns
+            + self.lines as f64
+                * m.line_ns_at(self.source(m), self.reader_idle, self.writer_core_idle)
     }
 }
 
