@@ -164,7 +164,7 @@ pub struct RunArgs {
     /// Seed of the random start permutations [default: 1]
     #[arg(short, long, value_name = "N", value_parser = seed, allow_negative_numbers = true, help_heading = "What to run")]
     pub seed: Option<u64>,
-    /// Replay on a built-in machine model instead (epyc-9654, xeon-e-2388g)
+    /// Replay on a built-in machine model instead (epyc-9654, epyc-7763, xeon-e-2388g)
     #[arg(
         long,
         value_name = "PRESET",

@@ -22,7 +22,7 @@
 //! | `schedule.rs` | the random start order, staggering ([`Plan`]), seeds |
 //! | `harness.rs` | real runs: pinned threads, a [`Pool`](percid::pool::Pool) item per slot |
 //! | `interrupt.rs` | SIGINT/SIGTERM: [`Interrupt`] stops a run between runs and wakes its sleeps |
-//! | `model.rs` | the simulator and its [`CostModel`] |
+//! | `model/` | the simulator, its [`CostModel`], the fit ([`model`] module docs) |
 //! | `stats.rs` | slot migrations, distinct slots, means and spreads |
 //! | `report.rs` | [`Report`]: the JSON document, reading saved reports, merging |
 //! | `render.rs` | the tables, noise marks, conclusions, comparisons |
@@ -111,83 +111,20 @@
 //! ## The simulator and its cost model
 //!
 //! `--simulate PRESET` or `--describe FILE` replays the same schedule ([`Plan`]) on a machine
-//! description in virtual time, deterministically for a `--seed`, without threads or sleeps:
+//! description in virtual time, deterministically for a `--seed`, without threads or sleeps.
+//! `cpu` is the CPU itself; `user-legacy` and `user-local` take their CIDs from a
+//! [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator) of that policy
+//! (virtual clock, 100 ms expiry); `mmcid` is modelled as Linux 6.13-6.18 (cache-local) and so
+//! equals `user-local`. Each timed pass is costed from where its slot's lines are (own L1/L2,
+//! an L3, modified in an idle core of the same or another L3 domain or socket, DRAM) and how
+//! long its core was idle (clock ramp), under a cost model
+//! ([`CostModel`], `percid-burst-cost/2`) whose every figure is sourced or named as fitted,
+//! with physical bounds checked on load and for every pass. Each cell is a central value and
+//! a 10th-90th percentile interval over seeded Monte Carlo draws of the uncertain parameters.
 //!
-//! * **Index choices.** `cpu` is the CPU itself. `user-legacy` and `user-local` take their
-//!   CIDs from a [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator) of
-//!   that policy (the same allocation code as the real allocator, on a virtual clock, 100 ms
-//!   expiry), each thread registering (with its one allowed CPU) at its first acquire.
-//!   `mmcid` is modelled as the kernel of Linux 6.13-6.18, i.e. the cache-local policy: it is
-//!   a separate run of the same allocator with `Policy::CacheLocal` and therefore gives the
-//!   `user-local` figures (the legacy kernel policy is `user-legacy`).
-//! * **Events.** Warm-up start (acquire), warm-up end (release), timed pass start (acquire,
-//!   cost), timed pass end (release, then the sleep), processed in virtual-time order (ties in
-//!   scheduling order). A warm-up is replayed as one lease over its whole duration: for the
-//!   allocator this is the same as 20,000 back-to-back leases on one CPU (the CID is either
-//!   leased or kept by a CPU that used it less than the expiry ago, so no other CPU can take
-//!   it in between); its first pass is costed like any pass, the other ones as hot passes.
-//! * **Cache state.** Per 64-byte line of every slot: the CPU that last wrote it and when
-//!   (a pass writes every line of the item). Per core (SMT siblings share one, and their
-//!   L1/L2): the end of its latest pass, the latest time it entered a deep idle state, and
-//!   the slot of its latest pass.
-//! * **Where a line is** when a pass on CPU `c` starts ([`LineSource`]): never written →
-//!   DRAM; written by `c`'s own core → L1 (the core's latest slot) or L2, or the L3 if the core
-//!   has since been idle for `long_idle_ms` (a deep idle state flushes the private caches,
-//!   as Zen's CC6 does); written by another core of `c`'s L3 domain → modified in that core's
-//!   L2 (`same_l3_core`), or in the L3 if that core has since been idle `long_idle_ms`;
-//!   another L3 domain of the package → `cross_l3`; the other package → `cross_socket` (each
-//!   either modified in a core's L2, or flushed to that L3).
-//! * **Cost of a pass** on CPU `c`:
-//!
-//!   ```text
-//!   pass = pass_overhead_ns + sum over lines of max(core, supply(line))
-//!   core = core_ns_per_line                        (the increment loop, data at hand)
-//!        / long_idle_clock_factor   if c's core was idle >= long_idle_ms (lower clock)
-//!   supply(line) = latency / stream_overlap                       (exclusive lines:
-//!                  own L1/L2, L3, flushed to another L3 or socket, DRAM)
-//!                = latency * remote_modified_transactions / remote_modified_overlap
-//!                                                                (modified in another core)
-//!   ```
-//!
-//!   A sequential 16 KiB pass over lines it can have exclusively is a prefetched stream:
-//!   `stream_overlap` lines in flight, so the L3 (13.5 ns / 8 < 2.5 ns) is hidden behind the
-//!   core and even DRAM costs only `latency / 8` per line. A line modified in another core's
-//!   cache needs a read (the owner keeps an owned copy) and then an ownership upgrade for the
-//!   store, and the in-order store stream does not overlap these: that is where the legacy
-//!   policy's 19 µs come from.
-//!
-//! The parameters live in the machine description's `cost_model` object (the `epyc-9654` and
-//! `xeon-e-2388g` presets carry one; [`CostModel`] gives the fields, each with its source in
-//! the object's `sources` map). What was calibrated, and against what, for `epyc-9654`:
-//!
-//! | parameter | value | source |
-//! |---|---|---|
-//! | `latency_ns.l1` / `l2` / `l3` | 1.2 / 3.8 / 13.5 | Zen 4 load-to-use: 4-5, 14 and ~50 cycles at ~3.7 GHz (AMD Zen 4 documentation; Chips and Cheese Genoa measurements) |
-//! | `latency_ns.same_l3_core` | 19 | Zen 4 core-to-core latency within a CCX, 15-19 ns (AnandTech's Zen 4 core-to-core test) |
-//! | `latency_ns.cross_l3` | 110 | cross-CCD transfers through the I/O die, ~100-150 ns on EPYC Genoa |
-//! | `latency_ns.cross_socket` | 210 | cross-socket transfers, ~200+ ns on 2-socket Genoa |
-//! | `latency_ns.dram` | 115 | local DRAM, ~100-120 ns on Genoa (NPS1) |
-//! | `stream_overlap` | 8 | assumption: a conservative share of Zen 4's 24 L1 / 64 L2 outstanding misses for a read-modify-write stream |
-//! | `remote_modified_transactions` | 2 | MOESI: read (owner keeps O) + upgrade |
-//! | `pass_overhead_ns` | 20 | two `clock_gettime` (vDSO) reads and the loop's entry |
-//! | `core_ns_per_line` | 2.5 | **calibrated**: published cpu_id at 10 ms, 662 ns = 20 + 256 x 2.5 |
-//! | `long_idle_ms` | 500 | **bounded by the row**: more than 200 ms (legacy at 200 ms finds the lines in the previous core's L2) and at most 1,600 ms (cpu_id at 200 ms, idle 8 x 200 ms, is slower); taken between |
-//! | `long_idle_clock_factor` | 0.42 | **calibrated**: published cpu_id at 200 ms, 1374 ns (mean of the 5 passes, the first of which follows the warm-up and is hot) |
-//! | `remote_modified_overlap` | 0.41 | **calibrated**: published legacy at 200 ms, 19289 ns (4 of 5 passes move the slot) |
-//!
-//! The other three cells of the published row (cache-local at both delays, legacy at 10 ms)
-//! are not fitted: they test the model. No other figure was used. The test
-//! `tests/burst_model.rs` checks every cell of the row within 25%.
-//!
-//! What the single row cannot decide: whether the penalty of a remote-modified line scales
-//! with the transfer latency (as modelled: `latency * 2 / 0.41`, i.e. ~93 ns per line within
-//! an L3 and ~540 ns across L3 domains) or is partly a fixed cost per line (for instance a
-//! probe answered by a core in a light idle state), which would predict about half the
-//! cross-L3 legacy figures. The predictions for `24c-24l3` and beyond carry that uncertainty.
-//!
-//! Not modelled: capacity evictions (the benchmark's footprint, at most 384 x 16 KiB, fits
-//! any L2 and L3 here), TLB misses and page faults (absorbed by the warm-up), DRAM bandwidth
-//! contention, the sleep overshoot of real timers, and interference from other processes.
+//! The mechanisms, the formula, the bounds and the uncertainty are documented in the
+//! [`model`] module; the fit on the two published rows, leave-one-configuration-out and the
+//! sensitivity table come from `cargo run --release -p percid-burst --example fit_model`.
 //!
 //! ## JSON schema
 //!
@@ -219,7 +156,9 @@
 //!       "runs": [1200.1, 1250.3, ...],
 //!       "passes": 200, "slot_migrations": 160, "distinct_slots": 1,
 //!       "per_run": [ { "run": 0, "seed": 123, "ns_per_pass": 1200.1, "passes": 40,
-//!                      "slot_migrations": 32, "slots": "0" }, ... ] }
+//!                      "slot_migrations": 32, "slots": "0",
+//!                      "ns_per_pass_low": 1150.0, "ns_per_pass_high": 1380.0,
+//!                      "draws": [1210.3, 1190.8, ...] }, ... ] }   // the last 3: models
 //!   ],
 //!   "skipped": [ { "index": "mmcid", "reason": "..." } ]
 //! }
@@ -232,7 +171,7 @@
 
 mod harness;
 mod interrupt;
-mod model;
+pub mod model;
 mod options;
 mod output;
 mod progress;
@@ -254,7 +193,11 @@ use std::time::Duration;
 
 pub use harness::{estimate_with_warmup, run_real, run_real_with, unavailable_reason};
 pub use interrupt::{Interrupt, SIGINT, SIGTERM, exit_status, signal_name};
-pub use model::{COST_MODEL_FORMAT, CostModel, Latencies, LineSource, ModelError, simulate_run};
+pub use model::{
+    Bandwidth, COST_MODEL_FORMAT, COST_MODEL_FORMAT_V1, CostModel, Idle, Latencies, LineSource,
+    LinesInFlight, ModelError, PARAMS, RunTrace, fit, percentile_interval, run_draws, run_interval,
+    simulate_run, trace_run,
+};
 pub use options::{
     DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,
     OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,

@@ -120,12 +120,24 @@ pub fn cell_text(r: &ResultRow) -> String {
     }
 }
 
-/// The ratio `a / b`: `13.99x`, with an interval `13.99x [11.20-16.05]` when both have one.
+/// The ratio `a / b`: `13.99x`, with an interval `13.99x [11.20-16.05]` when both have one:
+/// the 10th-90th percentile of the per-draw ratios when both carry draws (simulations),
+/// otherwise the extreme ratios of the two intervals.
 pub fn ratio_text(a: &ResultRow, b: &ResultRow) -> String {
     if b.ns_per_pass <= 0.0 {
         return "-".to_string();
     }
     let r = a.ns_per_pass / b.ns_per_pass;
+    // Simulations: the ratio draw by draw (both cells drew the same parameter sets).
+    if let (Some(da), Some(db)) = (a.draw_means(), b.draw_means())
+        && da.len() == db.len()
+        && db.iter().all(|&x| x > 0.0)
+    {
+        let ratios: Vec<f64> = da.iter().zip(&db).map(|(x, y)| x / y).collect();
+        if let Some((l, h)) = crate::percentile_interval(r, &ratios) {
+            return format!("{r:.2}x [{l:.2}-{h:.2}]");
+        }
+    }
     match (a.interval(), b.interval()) {
         (Some((al, ah)), Some((bl, bh))) if bl > 0.0 && bh > 0.0 => {
             format!("{r:.2}x [{:.2}-{:.2}]", al / bh, ah / bl)

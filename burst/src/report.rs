@@ -214,14 +214,24 @@ pub struct RunRecord {
     pub run: usize,
     /// The run's seed ([`crate::run_seed`] of the base seed and `run`).
     pub seed: u64,
-    /// Mean ns per timed pass of the run.
+    /// Mean ns per timed pass of the run (simulations: with the central parameters).
     pub ns_per_pass: f64,
+    /// Simulations: 10th percentile of the run's mean over the parameter draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_per_pass_low: Option<f64>,
+    /// Simulations: 90th percentile of the run's mean over the parameter draws.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ns_per_pass_high: Option<f64>,
     /// Timed passes.
     pub passes: u64,
     /// Timed passes whose slot was last written from another CPU.
     pub slot_migrations: u64,
     /// Slots indexed by timed passes (Linux list syntax).
     pub slots: String,
+    /// Simulations: the run's mean ns per pass under each Monte Carlo parameter draw (the
+    /// same draws, in the same order, for every cell and run of a report).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draws: Vec<f64>,
 }
 
 /// One (configuration, delay, index) cell.
@@ -256,7 +266,26 @@ pub struct ResultRow {
     pub per_run: Vec<RunRecord>,
 }
 
+/// Per-draw means over `runs` when every run has the same number of draws.
+fn draw_means(runs: &[RunRecord]) -> Option<Vec<f64>> {
+    let n = runs.first()?.draws.len();
+    if n == 0 || runs.iter().any(|r| r.draws.len() != n) {
+        return None;
+    }
+    Some(
+        (0..n)
+            .map(|k| crate::mean(runs.iter().map(|r| r.draws[k])))
+            .collect(),
+    )
+}
+
 impl ResultRow {
+    /// The cell's mean ns per pass under each parameter draw (simulations), when every run
+    /// carries the same number of draws.
+    pub fn draw_means(&self) -> Option<Vec<f64>> {
+        draw_means(&self.per_run)
+    }
+
     /// The interval `(low, high)` when both ends are given.
     pub fn interval(&self) -> Option<(f64, f64)> {
         match (self.ns_per_pass_low, self.ns_per_pass_high) {
@@ -279,14 +308,27 @@ impl ResultRow {
             .filter_map(|r| CpuSet::parse(&r.slots).ok())
             .flat_map(|s| s.iter().collect::<Vec<_>>())
             .collect();
+        // A cell's interval: the percentiles of its per-draw means over the runs (every run
+        // drew the same parameter sets); without draws, the mean of the runs' intervals.
+        let all = |f: fn(&RunRecord) -> Option<f64>| -> Option<f64> {
+            let v: Option<Vec<f64>> = per_run.iter().map(f).collect();
+            v.filter(|v| !v.is_empty())
+                .map(|v| crate::mean(v.iter().copied()))
+        };
+        let central = crate::mean(runs.iter().copied());
+        let (ns_per_pass_low, ns_per_pass_high) =
+            match draw_means(&per_run).and_then(|d| crate::percentile_interval(central, &d)) {
+                Some((l, h)) => (Some(l), Some(h)),
+                None => (all(|r| r.ns_per_pass_low), all(|r| r.ns_per_pass_high)),
+            };
         ResultRow {
             config: config.to_string(),
             cpus,
             delay_ms,
             index: index.to_string(),
             ns_per_pass: crate::mean(runs.iter().copied()),
-            ns_per_pass_low: None,
-            ns_per_pass_high: None,
+            ns_per_pass_low,
+            ns_per_pass_high,
             runs,
             passes: per_run.iter().map(|r| r.passes).sum(),
             slot_migrations: per_run.iter().map(|r| r.slot_migrations).sum(),

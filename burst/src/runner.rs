@@ -11,7 +11,7 @@ use percid::topology::{CpuSet, Topology};
 use crate::harness::{self, run_real_with, unavailable_reason};
 use crate::interrupt::Interrupt;
 use crate::machine::{Configurations, MachineDescription};
-use crate::model::{CostModel, simulate_run};
+use crate::model::{CostModel, percentile_interval, run_draws, trace_run};
 use crate::options::{Options, Target, parse_index};
 use crate::progress::{Progress, fmt_duration};
 use crate::report::{
@@ -560,22 +560,39 @@ impl RunPlan {
         let index = self.indices[cell.index];
         let seed = run_seed(self.method.seed, cell.run);
         let plan = Plan::new(config.cpus.len(), self.delays[cell.delay], seed);
-        let records = match &self.model {
-            Some(m) => simulate_run(
-                &self.machine.topology,
-                m,
-                &config.cpus,
-                index,
-                &plan,
-                &self.method,
-            )?,
-            None => run_real_with(&config.cpus, index, &plan, &self.method, interrupt)?,
+        let (records, interval, draws) = match &self.model {
+            Some(m) => {
+                let trace = trace_run(
+                    &self.machine.topology,
+                    m,
+                    &config.cpus,
+                    index,
+                    &plan,
+                    &self.method,
+                )?;
+                // The same parameter draws for every cell and run (seeded by the base seed),
+                // so that cells stay comparable draw by draw.
+                let (central, draws) = run_draws(&trace, m, self.method.seed)?;
+                let interval = percentile_interval(central, &draws);
+                // Kept per run (rounded to 0.1 ns) so that a cell's interval and the
+                // speedups' intervals are taken draw by draw, also from a saved report.
+                let draws = draws.iter().map(|v| (v * 10.0).round() / 10.0).collect();
+                (trace.records, interval, draws)
+            }
+            None => (
+                run_real_with(&config.cpus, index, &plan, &self.method, interrupt)?,
+                None,
+                Vec::new(),
+            ),
         };
         let stats = RunStats::from_records(&records);
         Ok(RunRecord {
             run: cell.run,
             seed,
             ns_per_pass: stats.mean_ns,
+            ns_per_pass_low: interval.map(|i| i.0),
+            ns_per_pass_high: interval.map(|i| i.1),
+            draws,
             passes: stats.passes,
             slot_migrations: stats.slot_migrations,
             slots: stats.slots.iter().copied().collect::<CpuSet>().to_string(),

@@ -1,0 +1,229 @@
+//! Fits the `epyc-9654` cost model on the published rows and judges it:
+//!
+//! ```text
+//! cargo run --release -p percid-burst --example fit_model
+//! ```
+//!
+//! Prints (as Markdown tables, quoted in the README): the fitted parameters of three fits
+//! (both rows, `8c-1l3` only, `192c-24l3` only), the error of every published cell under
+//! each, the preset's predictions with 10th-90th percentile intervals for all four
+//! configurations, and a one-at-a-time sensitivity table of the speedups.
+
+use percid_burst::fit::{self, Cell, FITTED, PUBLISHED, Traces, WITHHELD};
+use percid_burst::machine::MachineDescription;
+use percid_burst::{BurstError, CostModel, percentile_interval};
+
+const CONFIGS: &[&str] = &["8c-1l3", "192c-24l3", "24c-24l3", "384t-24l3"];
+const DELAYS: &[u64] = &[200, 10];
+const INDICES: &[&str] = &["cpu", "user-legacy", "mmcid"];
+const SEED: u64 = 1;
+
+fn errors_table(title: &str, model: &CostModel, traces: &Traces, cells: &[Cell]) {
+    println!("\n{title}\n");
+    println!("| cell | measured ns | predicted ns | predicted / measured |");
+    println!("|---|---:|---:|---:|");
+    let mut worst: f64 = 1.0;
+    for (c, p, r) in fit::errors(model, traces, cells) {
+        worst = worst.max(r.max(1.0 / r));
+        println!(
+            "| {} {} ms {} | {:.0} | {:.0} | {:.2} |",
+            c.config, c.delay_ms, c.index, c.ns, p, r
+        );
+    }
+    println!("\nworst factor: {worst:.2}");
+}
+
+fn ratio_cells(model: &CostModel, traces: &Traces, config: &str, delay: u64) -> Option<(f64, f64)> {
+    let cpu = traces.predict(model, config, delay, "cpu")?;
+    let legacy = traces.predict(model, config, delay, "user-legacy")?;
+    let local = traces.predict(model, config, delay, "mmcid")?;
+    Some((legacy / local, cpu / local))
+}
+
+fn main() -> Result<(), BurstError> {
+    let started = std::time::Instant::now();
+    let machine = MachineDescription::preset("epyc-9654").map_err(BurstError::Target)?;
+    let preset = CostModel::from_machine(&machine).map_err(BurstError::Model)?;
+    let traces = Traces::record(&machine, &preset, CONFIGS, DELAYS, INDICES, 5, SEED)?;
+    let both = PUBLISHED.to_vec();
+    let row8 = fit::row("8c-1l3");
+    let row192 = fit::row("192c-24l3");
+
+    // Every fit starts from the prior (not from the preset, which was fitted on both rows).
+    let start = fit::prior(&preset);
+    let fits = [
+        ("both rows", fit::fit(&start, &traces, &both, FITTED)),
+        ("8c-1l3 only", fit::fit(&start, &traces, &row8, FITTED)),
+        ("192c-24l3 only", fit::fit(&start, &traces, &row192, FITTED)),
+    ];
+    println!("## Fitted parameters (every fit starts from the prior)\n");
+    print!("| fit |");
+    for p in FITTED {
+        print!(" `{p}` |");
+    }
+    println!("\n|---|{}", "---:|".repeat(FITTED.len()));
+    for (name, m) in [("prior", &start), ("preset", &preset)] {
+        print!("| {name} |");
+        for p in FITTED {
+            print!(" {:.3} |", m.param(p).unwrap_or(f64::NAN));
+        }
+        println!();
+    }
+    for (name, m) in &fits {
+        print!("| {name} |");
+        for p in FITTED {
+            print!(" {:.3} |", m.param(p).unwrap_or(f64::NAN));
+        }
+        println!();
+    }
+
+    errors_table(
+        "## The preset (central values) on both published rows",
+        &preset,
+        &traces,
+        &both,
+    );
+    errors_table("## Fit on both rows", &fits[0].1, &traces, &both);
+    errors_table(
+        "## Leave one out: fit on 8c-1l3, predict 192c-24l3",
+        &fits[1].1,
+        &traces,
+        &row192,
+    );
+    errors_table(
+        "## Leave one out: fit on 192c-24l3, predict 8c-1l3",
+        &fits[2].1,
+        &traces,
+        &row8,
+    );
+
+    println!(
+        "\n## Speedups of the published rows (measured vs the preset, and vs the leave-one-out fit that did not see the row)\n"
+    );
+    println!("| cell | measured legacy/local | preset | LOO | measured cpu/local | preset | LOO |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (config, loo) in [("8c-1l3", &fits[2].1), ("192c-24l3", &fits[1].1)] {
+        for &d in DELAYS {
+            let get = |i: &str| {
+                PUBLISHED
+                    .iter()
+                    .find(|c| c.config == config && c.delay_ms == d && c.index == i)
+                    .map_or(f64::NAN, |c| c.ns)
+            };
+            let (pl, pc) = ratio_cells(&preset, &traces, config, d).unwrap_or((f64::NAN, f64::NAN));
+            let (ll, lc) = ratio_cells(loo, &traces, config, d).unwrap_or((f64::NAN, f64::NAN));
+            println!(
+                "| {config} {d} ms | {:.2} | {pl:.2} | {ll:.2} | {:.2} | {pc:.2} | {lc:.2} |",
+                get("user-legacy") / get("mmcid"),
+                get("cpu") / get("mmcid")
+            );
+        }
+    }
+
+    println!(
+        "\n## Predictions of the preset, central [10th-90th percentile over {} draws, seed {SEED}]\n",
+        preset.draws
+    );
+    println!("| configuration | delay | cpu | legacy | cache-local | legacy/local | cpu/local |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for &config in CONFIGS {
+        for &d in DELAYS {
+            let draws = |i: &str| {
+                let central = traces.predict(&preset, config, d, i).unwrap_or(f64::NAN);
+                let draws = traces
+                    .draw_means(&preset, config, d, i, SEED)
+                    .unwrap_or_default();
+                (central, draws)
+            };
+            let (c, cd) = draws("cpu");
+            let (g, gd) = draws("user-legacy");
+            let (l, ld) = draws("mmcid");
+            let cell = |x: f64, xs: &[f64]| {
+                let (lo, hi) = percentile_interval(x, xs).unwrap_or((x, x));
+                format!("{x:.0} [{lo:.0}-{hi:.0}]")
+            };
+            let ratio = |x: f64, xs: &[f64], y: f64, ys: &[f64]| {
+                let r: Vec<f64> = xs.iter().zip(ys).map(|(a, b)| a / b).collect();
+                let (lo, hi) = percentile_interval(x / y, &r).unwrap_or((x / y, x / y));
+                format!("{:.2} [{lo:.2}-{hi:.2}]", x / y)
+            };
+            let mark = if WITHHELD.contains(&config) {
+                " (withheld)"
+            } else {
+                ""
+            };
+            println!(
+                "| {config}{mark} | {d} ms | {} | {} | {} | {} | {} |",
+                cell(c, &cd),
+                cell(g, &gd),
+                cell(l, &ld),
+                ratio(g, &gd, l, &ld),
+                ratio(c, &cd, l, &ld)
+            );
+        }
+    }
+
+    println!(
+        "\n## Sensitivity: each ranged parameter at the ends of its range, the others central\n"
+    );
+    println!("Largest change of a speedup, as a factor (`x1.00` = no effect), over the 8 cells:\n");
+    println!(
+        "| parameter | range | legacy/local: max factor (cell) | cpu/local: max factor (cell) |"
+    );
+    println!("|---|---|---:|---:|");
+    let base: Vec<_> = CONFIGS
+        .iter()
+        .flat_map(|c| DELAYS.iter().map(move |d| (*c, *d)))
+        .map(|(c, d)| {
+            (
+                (c, d),
+                ratio_cells(&preset, &traces, c, d).unwrap_or((f64::NAN, f64::NAN)),
+            )
+        })
+        .collect();
+    // Per cell: (parameter, factor) of the largest move of each speedup.
+    let mut per_cell: Vec<[(f64, String); 2]> = vec![Default::default(); base.len()];
+    let show = |b: &(f64, String)| {
+        if b.1.is_empty() || b.0 < 1.005 {
+            "x1.00 (-)".to_string()
+        } else {
+            format!("x{:.2} ({})", b.0, b.1)
+        }
+    };
+    for (name, [lo, hi]) in &preset.ranges {
+        let mut best = [(1.0f64, String::new()), (1.0f64, String::new())];
+        for v in [*lo, *hi] {
+            let mut m = preset.clone();
+            if let Some(x) = m.param_mut(name) {
+                *x = v;
+            }
+            for (cell, ((c, d), (bl, bc))) in base.iter().enumerate() {
+                let Some((l, cl)) = ratio_cells(&m, &traces, c, *d) else {
+                    continue;
+                };
+                for (k, (new, old)) in [(l, *bl), (cl, *bc)].into_iter().enumerate() {
+                    let f = (new / old).max(old / new);
+                    if f > best[k].0 {
+                        best[k] = (f, format!("{c} {d} ms"));
+                    }
+                    if f > per_cell[cell][k].0.max(1.0) {
+                        per_cell[cell][k] = (f, format!("`{name}`"));
+                    }
+                }
+            }
+        }
+        println!(
+            "| `{name}` | {lo}-{hi} | {} | {} |",
+            show(&best[0]),
+            show(&best[1])
+        );
+    }
+    println!("\nThe parameter that moves each cell most:\n");
+    println!("| cell | legacy/local | cpu/local |");
+    println!("|---|---|---|");
+    for (((c, d), _), b) in base.iter().zip(&per_cell) {
+        println!("| {c} {d} ms | {} | {} |", show(&b[0]), show(&b[1]));
+    }
+    eprintln!("fit_model: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
