@@ -70,6 +70,22 @@ use core::arch::asm;
 /// `area`, `off` (const), `exp`, `tmp` (a clobbered register), `abort` (label) and, with
 /// `compares`, `cmpfail` (label).
 macro_rules! critical_section {
+    // The descriptor at label 3 (start 4, post-commit 5, abort 6) and its debugger entry;
+    // also used by `list_pop`, whose outputs rule out the template's label operands.
+    (@descriptor) => {
+        concat!(
+            ".pushsection __rseq_cs, \"aw\"\n",
+            ".balign 32\n",
+            "3:\n",
+            ".long 0, 0\n",
+            ".quad 4f, (5f - 4f), 6f\n",
+            ".popsection\n",
+            ".pushsection __rseq_cs_ptr_array, \"awR\"\n",
+            ".balign 8\n",
+            ".quad 3b\n",
+            ".popsection\n",
+        )
+    };
     (@exit_points compares) => {
         concat!(
             ".pushsection __rseq_exit_point_array, \"awR\"\n",
@@ -83,16 +99,7 @@ macro_rules! critical_section {
     };
     ($kind:ident, [$($body:literal),* $(,)?], $($operands:tt)*) => {
         asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            ".pushsection __rseq_cs_ptr_array, \"awR\"",
-            ".balign 8",
-            ".quad 3b",
-            ".popsection",
+            critical_section!(@descriptor),
             critical_section!(@exit_points $kind),
             "lea {tmp}, [rip + 3b]",
             "mov qword ptr [{area} + 8], {tmp}",
@@ -219,16 +226,7 @@ pub unsafe fn list_pop(
     // SAFETY: as in `add`; writes `rseq_cs` and the head (the commit).
     unsafe {
         asm!(
-            ".pushsection __rseq_cs, \"aw\"",
-            ".balign 32",
-            "3:",
-            ".long 0, 0",
-            ".quad 4f, (5f - 4f), 6f",
-            ".popsection",
-            ".pushsection __rseq_cs_ptr_array, \"awR\"",
-            ".balign 8",
-            ".quad 3b",
-            ".popsection",
+            critical_section!(@descriptor),
             ".pushsection __rseq_exit_point_array, \"awR\"",
             ".balign 8",
             ".quad 4f, 8f",
