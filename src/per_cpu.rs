@@ -208,10 +208,16 @@ slot_safe_tuples!(
     (A, B, C, D, E, F, G, H),
 );
 
-/// Implements [`SlotSafe`] for a struct, checked: every listed field's type must be
-/// `SlotSafe`, the list must name the struct's fields with their types, and their sizes must
-/// add up to the struct's size (no padding). Write the struct `#[repr(C)]` so its layout is
-/// fixed.
+/// Implements [`SlotSafe`] for a struct, checked at compile time:
+///
+/// * the list names **every** field of the struct **exactly once** (it is used as an
+///   exhaustive destructuring pattern);
+/// * each field has **exactly** the listed type (no coercion: a `Box<u64>` or `&u64` field
+///   listed as `u64` is rejected), and that type is `SlotSafe`;
+/// * the struct has no drop glue (`needs_drop` is false: no `Drop` impl, no owning field);
+/// * the fields' sizes add up to the struct's size (no padding).
+///
+/// Write the struct `#[repr(C)]` so its layout is fixed.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -232,7 +238,9 @@ slot_safe_tuples!(
 /// assert!(stats.add(|s| &s.hits, 1));
 /// ```
 ///
-/// A struct with padding does not compile:
+/// Each of the following does not compile (the reason is in the comment).
+///
+/// A struct with padding (7 bytes after `flag`):
 ///
 /// ```compile_fail
 /// use std::sync::atomic::{AtomicU8, AtomicU64};
@@ -241,12 +249,63 @@ slot_safe_tuples!(
 /// percid::slot_safe!(Padded { flag: AtomicU8, count: AtomicU64 });
 /// ```
 ///
-/// Nor does a field that owns memory:
+/// A field that owns memory, listed with its own type (`String` is not `SlotSafe`):
 ///
 /// ```compile_fail
 /// #[repr(C)]
 /// struct Owns { name: String }
 /// percid::slot_safe!(Owns { name: String });
+/// ```
+///
+/// A field listed several times, standing in for one that is left out (the sizes add up):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Pair { a: u64, b: u64 }
+/// percid::slot_safe!(Pair { a: u64, a: u64 });
+/// ```
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Owns { a: u64, s: String }
+/// percid::slot_safe!(Owns { a: u64, a: u64, a: u64, a: u64 });
+/// ```
+///
+/// A field left out (here a zero-sized one, so the sizes add up; it is uninhabited, so the
+/// all-zero slot would not be a valid value):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Never { a: u64, never: std::convert::Infallible }
+/// percid::slot_safe!(Never { a: u64 });
+/// ```
+///
+/// A field listed as the type it dereferences to (a `Box<u64>` is not a `u64`):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Boxed { a: Box<u64> }
+/// percid::slot_safe!(Boxed { a: u64 });
+/// ```
+///
+/// Likewise a reference (no drop glue, but all-zero bytes are not a valid reference):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Borrows { a: &'static u64 }
+/// percid::slot_safe!(Borrows { a: u64 });
+/// ```
+///
+/// A struct with a `Drop` impl (slots are byte copies that are never dropped):
+///
+/// ```compile_fail
+/// use std::sync::atomic::AtomicU64;
+/// #[repr(C)]
+/// struct Noisy { a: AtomicU64 }
+/// impl Drop for Noisy {
+///     fn drop(&mut self) {}
+/// }
+/// percid::slot_safe!(Noisy { a: AtomicU64 });
 /// ```
 #[macro_export]
 macro_rules! slot_safe {
@@ -255,20 +314,34 @@ macro_rules! slot_safe {
             const fn is_slot_safe<T: $crate::per_cpu::SlotSafe>() {}
             $( is_slot_safe::<$fty>(); )+
             assert!(
+                !::core::mem::needs_drop::<$ty>(),
+                concat!("percid::slot_safe!: ", stringify!($ty),
+                        " has drop glue (a Drop impl or an owning field)")
+            );
+            assert!(
                 0 $(+ ::core::mem::size_of::<$fty>())+ == ::core::mem::size_of::<$ty>(),
                 concat!("percid::slot_safe!: ", stringify!($ty),
                         " has padding or fields not listed")
             );
             $( assert!(<$fty as $crate::per_cpu::SlotSafe>::PADDING_FREE); )+
-            // The fields exist with these types.
+            // Type equality without coercion: `A` is inferred from the field itself (an
+            // inference variable takes no deref or reference coercion), then must be `B`.
+            trait SameType<B> {}
+            impl<B> SameType<B> for B {}
             #[allow(dead_code)]
-            fn fields(v: &$ty) { $( let _: &$fty = &v.$field; )+ }
+            const fn exact<A: SameType<B>, B>(_: &A) {}
+            // The list is the struct's fields, each once: an exhaustive pattern (by
+            // reference, so that a `Drop` type reports its drop glue, not a move error).
+            #[allow(dead_code)]
+            fn fields(v: &$ty) {
+                let $ty { $($field),+ } = v;
+                $( exact::<_, $fty>($field); )+
+            }
         };
-        // SAFETY: every field is SlotSafe (checked above: zero-valid, owns nothing, no drop
-        // glue, no padding inside), the fields are all of the struct (their sizes add up to
-        // its size, so there is no padding between them), and a struct of such fields has no
-        // drop glue of its own unless it implements Drop, which a struct of atomics and plain
-        // numbers has no reason to (and which SlotSafe forbids).
+        // SAFETY: checked above: the listed fields are exactly the struct's fields, each with
+        // exactly its listed type, every one SlotSafe (zero-valid, owns nothing, no drop glue,
+        // no padding inside); their sizes add up to the struct's (no padding between them);
+        // and the struct itself has no drop glue (no Drop impl).
         unsafe impl $crate::per_cpu::SlotSafe for $ty {}
     };
 }
@@ -387,10 +460,16 @@ impl<T: SlotSafe + std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for PerC
 impl<T: SlotSafe + std::panic::UnwindSafe> std::panic::UnwindSafe for PerCpu<T> {}
 
 impl<T: SlotSafe> PerCpu<T> {
-    const CHECKS: () = assert!(
-        T::PADDING_FREE,
-        "percid: this type has padding (its elements' sizes do not add up), so it cannot live in pool slots"
-    );
+    const CHECKS: () = {
+        assert!(
+            T::PADDING_FREE,
+            "percid: this type has padding (its elements' sizes do not add up), so it cannot live in pool slots"
+        );
+        assert!(
+            !std::mem::needs_drop::<T>(),
+            "percid: this type has drop glue, so it cannot live in pool slots (they are byte copies never dropped)"
+        );
+    };
 
     /// One `T` per slot, each starting as `init`, indexed by [`Index::default()`], in
     /// [`Pool::global`]; the slots are created on first use (see the

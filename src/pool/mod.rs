@@ -80,6 +80,15 @@
 //! so reading decides, not a table of touched slots: reading is free in both modes (the zero
 //! page, or the already resident image page), writing populates.
 //!
+//! *Item size:* an item may be as large as the stride (a pool with a 1 TiB stride can hold a
+//! 1 TiB item: the reservation is address space). No buffer of an item's size is ever built:
+//! the wanted contents are described (init bytes, then a repeated byte) and compared and
+//! written in 64 KiB chunks, and the per-range bookkeeping is sized by the live items, not by
+//! the stride. A never-used block reads zero everywhere, so it costs nothing for a zero init
+//! value and only the init bytes otherwise; a reused block (and robust mode's poison) is
+//! rewritten in full, which takes time in proportion to the item's size times the slots, and
+//! memory for the pages that must change.
+//!
 //! # Robust mode
 //!
 //! With [`PoolConfig::robust`], a freed item is filled with the poison byte
@@ -659,14 +668,28 @@ impl Pool {
                 return Err(PoolError::WriteAfterFree { addr, slot, byte });
             }
         }
-        if !(blk.contents == Contents::Fresh && zero_init && inner.populate == Populate::CowZero) {
-            let mut pattern = vec![0u8; len];
-            pattern[..init.len()].copy_from_slice(init);
+        // A fresh block reads zero everywhere (slots and image): only a non-zero init value
+        // is written, and only its own bytes. Any other block is rewritten in full. The
+        // pattern is described, never materialised (an item may be terabytes).
+        let pattern = match blk.contents {
+            Contents::Fresh if zero_init => None,
+            Contents::Fresh => Some(range::Pattern {
+                head: init,
+                rest: 0,
+                len: init.len(),
+            }),
+            Contents::Dirty | Contents::Poisoned => Some(range::Pattern {
+                head: init,
+                rest: 0,
+                len,
+            }),
+        };
+        if let Some(pattern) = pattern {
             // SAFETY: as above. The range was not frozen when retire_forked ran under this
             // lock. If another thread forks since, the write still only touches this block,
             // which is not a live item in the other process (it was free or being allocated
             // there at the fork), and the other process froze the range so never reuses it.
-            unsafe { range.fill(blk.offset, &pattern) };
+            unsafe { range.fill(blk.offset, pattern) };
         }
         st.ranges[blk.range].mark_live(blk.offset, len);
         Ok(NonNull::new(addr as *mut u8).expect("range base is not null"))
