@@ -1036,32 +1036,21 @@ impl<T: SlotSafe> Drop for PerCpu<T> {
 }
 
 impl<T: SlotSafe + fmt::Debug> fmt::Debug for PerCpu<T> {
-    /// The index, the access, and the slots that differ from the init value (`slot: value`).
+    /// The configuration and use: the index, the access, the init value and the slot count.
+    /// It reads no slot: other threads may be updating them (with atomics, or non-atomic
+    /// data under a [`PerCpuLock`](crate::PerCpuLock)), and a byte comparison of a live slot
+    /// would race with them. Read the slots with [`iter`](Self::iter) (atomics, by their
+    /// own loads).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = size_of::<T>();
-        // SAFETY: as in `create`: T has no padding, `init` is never written.
-        let init = unsafe { std::slice::from_raw_parts((&raw const self.init).cast::<u8>(), size) };
         let mut d = f.debug_struct("PerCpu");
         d.field("index", &self.index());
         match self.access() {
             Some(a) => d.field("access", &a),
             None => d.field("access", &"(slots not created)"),
         };
+        // `init` is never written after construction.
         d.field("init", &self.init);
-        let changed: Vec<String> = self
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| {
-                // SAFETY: a slot holds a valid T without padding; reading its bytes races
-                // only with atomic writes of T's fields (a byte may be torn: this is a
-                // diagnostic).
-                let b = unsafe { std::slice::from_raw_parts((*v as *const T).cast::<u8>(), size) };
-                b != init
-            })
-            .map(|(i, v)| format!("{i}: {v:?}"))
-            .collect();
         d.field("slots", &self.ready().map_or(0, |s| s.nr_slots));
-        d.field("changed", &changed);
         d.finish()
     }
 }
