@@ -253,6 +253,11 @@ pub enum PoolError {
         /// The byte offset within the item of the first modified byte in that slot.
         byte: usize,
     },
+    /// Lazy creation of a structure's slots was asked for by a signal handler that
+    /// interrupted the same thread while it was creating them (see
+    /// [`PerCpu::try_init`](crate::PerCpu::try_init)): the operation takes the path of a
+    /// thread without a slot.
+    CreationInProgress,
     /// A system call for the mappings failed.
     Mmap {
         /// Which operation failed.
@@ -305,6 +310,10 @@ impl fmt::Display for PoolError {
             PoolError::WriteAfterFree { addr, slot, byte } => write!(
                 f,
                 "pool item {addr:#x} was written after free (slot {slot}, byte {byte})"
+            ),
+            PoolError::CreationInProgress => write!(
+                f,
+                "the slots are being created by the code this signal handler interrupted"
             ),
             PoolError::Mmap { op, source } => write!(f, "pool {op} failed: {source}"),
         }
