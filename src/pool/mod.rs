@@ -100,9 +100,10 @@
 //! * `CowInit`: the poison goes into the init image first (on pages without live items, by
 //!   the quiet page rule), so untouched slots read poison; only slots with their own copy of
 //!   the page (and not already poison) are written.
-//! * `CowZero`: a slot whose item bytes are all zero is taken as untouched and left alone, so
-//!   on reuse a slot may read all-poison or all-zero. Limitation: a write after free that
-//!   writes zero over the *whole* item in such a slot is not detected.
+//! * `CowZero`: each 64 KiB chunk of the item in a slot (the whole item when smaller) whose
+//!   bytes are all zero is taken as untouched and left alone, so poisoning costs what was
+//!   populated, and on reuse a chunk may read all-poison or all-zero. Limitation: a write
+//!   after free that writes zero over a *whole* chunk is not detected.
 //!
 //! We use this content comparison rather than `mincore`: `mincore` reports the shared zero
 //! page (after a read) as resident in an anonymous mapping, and the memfd's page cache as

@@ -381,7 +381,8 @@ impl Range {
     }
 
     /// Writes `poison` over `[offset, offset + len)` in every slot that does not read it
-    /// already. `CowZero`: slots that read all zero are taken as untouched and skipped. In
+    /// already. `CowZero`: chunks ([`CHUNK`] bytes of the block in one slot) that read all
+    /// zero are taken as untouched and skipped, so the poison costs what was populated. In
     /// `CowInit` this is [`fill`](Self::fill): the image is poisoned first on quiet pages, so
     /// their untouched slots already read poison and are not populated.
     ///
@@ -399,28 +400,23 @@ impl Range {
             return;
         }
         for s in 0..self.nr_slots {
-            // SAFETY: inside slot s of our reservation, exclusively ours (contract); each
-            // slice is dropped before the write.
-            let untouched = (0..len).step_by(CHUNK).all(|at| unsafe {
-                let p = self.slot(s).add(offset + at);
-                std::slice::from_raw_parts(p, CHUNK.min(len - at))
-                    .iter()
-                    .all(|&b| b == 0)
-            });
-            if !untouched {
-                for at in (0..len).step_by(CHUNK) {
-                    // SAFETY: as above.
-                    unsafe {
-                        ptr::write_bytes(self.slot(s).add(offset + at), poison, CHUNK.min(len - at))
-                    };
+            for at in (0..len).step_by(CHUNK) {
+                let n = CHUNK.min(len - at);
+                // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
+                // slice is dropped before the write.
+                unsafe {
+                    let p = self.slot(s).add(offset + at);
+                    if std::slice::from_raw_parts(p, n).iter().any(|&b| b != 0) {
+                        ptr::write_bytes(p, poison, n);
+                    }
                 }
             }
         }
     }
 
     /// Checks a poisoned block before reuse: every slot must read all `poison` (or, in
-    /// `CowZero`, all zero: a slot that was never populated). Returns the first slot and byte
-    /// offset within the item that differ.
+    /// `CowZero`, each [`CHUNK`] of it all poison or all zero: a chunk that was never
+    /// populated). Returns the first slot and byte offset within the item that differ.
     ///
     /// # Safety
     /// As for [`fill`](Self::fill) (reading only).
@@ -431,21 +427,26 @@ impl Range {
         poison: u8,
     ) -> Option<(usize, usize)> {
         let zero_ok = self.image.is_none();
-        // SAFETY (both closures): inside slot s of our reservation, exclusively ours
-        // (contract), read in chunks.
-        let find = |s: usize, byte: u8| {
-            (0..len).step_by(CHUNK).find_map(|at| {
-                let p = unsafe { self.slot(s).add(offset + at) };
-                let chunk = unsafe { std::slice::from_raw_parts(p, CHUNK.min(len - at)) };
-                chunk.iter().position(|&b| b != byte).map(|i| at + i)
-            })
-        };
         for s in 0..self.nr_slots {
-            if let Some(i) = find(s, poison) {
-                if zero_ok && find(s, 0).is_none() {
-                    continue;
+            for at in (0..len).step_by(CHUNK) {
+                // SAFETY: inside slot s of our reservation, exclusively ours (contract).
+                let chunk = unsafe {
+                    std::slice::from_raw_parts(self.slot(s).add(offset + at), CHUNK.min(len - at))
+                };
+                if let Some(i) = chunk.iter().position(|&b| b != poison) {
+                    // `CowZero`: a chunk never populated reads zero (not poisoned, see
+                    // `poison`).
+                    if zero_ok && chunk.iter().all(|&b| b == 0) {
+                        continue;
+                    }
+                    // A chunk without poison was never populated: the write is its first
+                    // non-zero byte.
+                    let i = match zero_ok && !chunk.contains(&poison) {
+                        true => chunk.iter().position(|&b| b != 0).unwrap_or(i),
+                        false => i,
+                    };
+                    return Some((s, at + i));
                 }
-                return Some((s, i));
             }
         }
         None
