@@ -439,12 +439,6 @@ impl Range {
                     if zero_ok && chunk.iter().all(|&b| b == 0) {
                         continue;
                     }
-                    // A chunk without poison was never populated: the write is its first
-                    // non-zero byte.
-                    let i = match zero_ok && !chunk.contains(&poison) {
-                        true => chunk.iter().position(|&b| b != 0).unwrap_or(i),
-                        false => i,
-                    };
                     return Some((s, at + i));
                 }
             }
