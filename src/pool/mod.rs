@@ -85,9 +85,11 @@
 //! the wanted contents are described (init bytes, then a repeated byte) and compared and
 //! written in 64 KiB chunks, and the per-range bookkeeping is sized by the live items, not by
 //! the stride. A never-used block reads zero everywhere, so it costs nothing for a zero init
-//! value and only the init bytes otherwise; a reused block (and robust mode's poison) is
-//! rewritten in full, which takes time in proportion to the item's size times the slots, and
-//! memory for the pages that must change.
+//! value and only the init bytes otherwise. In `CowZero`, a freed block of 256 KiB or more
+//! (outside robust mode) is handed back to the kernel (`MADV_DONTNEED` in every slot) and
+//! is fresh again. Any other reused block (and robust mode's poison) is rewritten in full,
+//! which takes time in proportion to the item's size times the slots, and memory for the
+//! pages that must change.
 //!
 //! # Robust mode
 //!
@@ -179,6 +181,11 @@ pub const DEFAULT_STRIDE: usize = 64 * 1024;
 
 /// Default poison byte of robust mode.
 pub const DEFAULT_POISON: u8 = 0x5a;
+
+/// `CowZero` blocks of at least this size are handed back to the kernel when freed (one
+/// `madvise` per slot), so a large item costs no memory while free and its reuse has nothing
+/// to compare; smaller ones are rewritten on reuse.
+const RESET_MIN: usize = 256 * 1024;
 
 /// Most slots a pool may have: 2^31 - 1. Slot indexes stay below every sentinel value of the
 /// rseq layer (`u32::MAX - 1` and above), and below the user-space allocator's capacity
@@ -730,11 +737,20 @@ impl Pool {
             FreeError::DoubleFree => PoolError::DoubleFree { addr },
         })?;
         st.ranges[r].mark_dead(offset, 1 << shift);
+        let len = 1usize << shift;
         let contents = if inner.robust && !st.book.is_retired(r) {
             // SAFETY: the block was allocated and is now marked free under the lock; the
             // caller guarantees nobody accesses it; the range is not frozen (not retired).
-            unsafe { st.ranges[r].poison(offset, 1 << shift, inner.poison) };
+            unsafe { st.ranges[r].poison(offset, len, inner.poison) };
             Contents::Poisoned
+        } else if inner.populate == Populate::CowZero
+            && len >= RESET_MIN.max(range::page_size())
+            // SAFETY: as above; a block of at least a page is page-aligned (offsets are
+            // multiples of the size class), so no other item shares its pages.
+            && unsafe { st.ranges[r].reset_zero(offset, len) }
+        {
+            // Reads zero everywhere again: the next allocation writes only its init bytes.
+            Contents::Fresh
         } else {
             Contents::Dirty
         };

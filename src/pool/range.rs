@@ -414,6 +414,24 @@ impl Range {
         }
     }
 
+    /// `CowZero`: hands the pages of `[offset, offset + len)` back to the kernel in every
+    /// slot (`MADV_DONTNEED`), so they read zero again and cost no memory. Returns whether
+    /// every slot was reset (then the block reads zero everywhere, as a fresh one).
+    ///
+    /// # Safety
+    /// As for [`fill`](Self::fill); the block is page-aligned (a size class of at least a
+    /// page) and no item overlaps its pages.
+    pub(crate) unsafe fn reset_zero(&self, offset: usize, len: usize) -> bool {
+        debug_assert!(self.image.is_none());
+        debug_assert!(offset.is_multiple_of(page_size()) && len.is_multiple_of(page_size()));
+        (0..self.nr_slots).all(|s| {
+            // SAFETY: whole pages of slot s inside our private anonymous reservation that
+            // belong to the dead block alone (contract): dropping them only makes them read
+            // zero, which nobody may observe until the block is handed out again.
+            unsafe { libc::madvise(self.slot(s).add(offset).cast(), len, libc::MADV_DONTNEED) == 0 }
+        })
+    }
+
     /// Checks a poisoned block before reuse: every slot must read all `poison` (or, in
     /// `CowZero`, each [`CHUNK`] of it all poison or all zero: a chunk that was never
     /// populated). Returns the first slot and byte offset within the item that differ.
