@@ -16,9 +16,14 @@
 //! * [`acquire`] on the committing word *after* a section that committed and takes (a pop,
 //!   a lock acquisition, any compare whose value the caller then relies on).
 //!
-//! A release before an attempt that then aborts adds an edge the hardware did not make
+//! The release comes before the section, not after its commit: once the store commits,
+//! another thread may take the word before this one reaches the annotation, and the
+//! sanitizer would then report a race that is not there. A release before an attempt that
+//! then aborts (or fails its comparison) adds an edge the hardware did not make
 //! (from this thread to the word's next committer); it can only hide a race, never report a
-//! false one, and only one whose accesses straddle an aborted section on another CPU.
+//! false one, and only between this thread's accesses before the attempt and a later
+//! committer's. A race after the section stays visible: a scratch test writing lock-guarded
+//! data after storing the lock word free was reported at once.
 //! Sections that carry no data beyond the word itself (`add`) are not annotated: the word is
 //! only read by atomic loads, and the sanitizer has nothing to order.
 //!
