@@ -48,6 +48,9 @@ pub fn rseq_fence_ready() -> bool {
 }
 
 /// Run by the dynamic loader before `main` (see the module docs, "Registration, early").
+/// Not under Miri, which runs `.init_array` but has no `membarrier` (its tests cover the pure
+/// modules only).
+#[cfg(not(miri))]
 extern "C" fn register_early() {
     let _ = registered();
 }
@@ -55,6 +58,7 @@ extern "C" fn register_early() {
 // A function pointer in `.init_array` is called once by the loader (glibc, musl; static and
 // dynamic links) before `main`, with the process set up for ordinary Rust code (`OnceLock`,
 // `libc::syscall`). `register_early` cannot panic: two syscalls and a `OnceLock`.
+#[cfg(not(miri))]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static REGISTER_EARLY: extern "C" fn() = register_early;
