@@ -169,6 +169,7 @@
 //! `distinct_slots` are over all runs; `per_run` holds each run's figures, from which the
 //! others are rebuilt exactly.
 
+pub mod calibrate;
 mod harness;
 mod interrupt;
 pub mod model;
