@@ -9,6 +9,7 @@
 //! each, the preset's predictions with 10th-90th percentile intervals for all four
 //! configurations, and a one-at-a-time sensitivity table of the speedups.
 
+use percid_burst::calibrate;
 use percid_burst::conformal::{self, Quantity};
 use percid_burst::fit::{self, Cell, FITTED, PUBLISHED, Traces, WITHHELD};
 use percid_burst::machine::MachineDescription;
@@ -169,7 +170,7 @@ fn main() -> Result<(), BurstError> {
     }
     let show_q = |name: &str, q: Option<&conformal::Quantile>| match q {
         Some(q) => println!(
-            "* {name}: {} leave-one-out scores, quantile = the {}-th smallest = {:+.3} (widening x{:.2} each way); nominal {:.0}%, guaranteed {:.1}% if exchangeable (k/(n+1)), at most {:.1}% with {} scores",
+            "* {name}: {} leave-one-out scores, quantile = the rank-{} score = {:+.3} (widening x{:.2} each way); nominal {:.0}%, guaranteed {:.1}% if exchangeable (k/(n+1)), at most {:.1}% with {} scores",
             q.n,
             q.k,
             q.log_widen,
@@ -264,6 +265,75 @@ fn main() -> Result<(), BurstError> {
         widest.0.delay_ms,
         widest.0.quantity.name()
     );
+
+    // Which figure, measured (range pinned to its central value), shrinks the widest
+    // calibrated withheld interval most.
+    let widest_withheld = preds
+        .iter()
+        .filter(|p| WITHHELD.contains(&p.config))
+        .max_by(|a, b| {
+            let r = |p: &conformal::Prediction| {
+                let (lo, hi) = loo.interval(p);
+                hi / lo
+            };
+            r(a).total_cmp(&r(b))
+        })
+        .expect("withheld predictions");
+    let (wlo, whi) = loo.interval(widest_withheld);
+    println!(
+        "\n## What a measurement would shrink: the widest calibrated withheld interval, {} {} ms {} ({}-{}, high/low {:.2}), with one parameter known exactly (its range pinned to the central value)\n",
+        widest_withheld.config,
+        widest_withheld.delay_ms,
+        widest_withheld.quantity.name(),
+        fmt_v(widest_withheld, wlo),
+        fmt_v(widest_withheld, whi),
+        whi / wlo
+    );
+    println!("| parameter | `calibrate` measures it | calibrated interval | high/low |");
+    println!("|---|---|---:|---:|");
+    let mut rows = Vec::new();
+    for name in preset.ranges.keys() {
+        let mut m = preset.clone();
+        let v = m.param(name).unwrap_or(f64::NAN);
+        if let Some(r) = m.ranges.get_mut(name) {
+            // A degenerate range keeps the draws of every other parameter unchanged.
+            *r = [v, v];
+        }
+        let p = conformal::predictions(
+            &m,
+            &traces,
+            &[widest_withheld.config],
+            &[widest_withheld.delay_ms],
+            SEED,
+        )?
+        .into_iter()
+        .find(|p| p.quantity == widest_withheld.quantity)
+        .expect("the same prediction");
+        let (lo, hi) = loo.interval(&p);
+        rows.push((hi / lo, name.clone(), lo, hi, p));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (r, name, lo, hi, p) in &rows {
+        let measured = if calibrate::MEASURABLE.contains(&name.as_str()) {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "| `{name}` | {measured} | {}-{} | {r:.2} |",
+            fmt_v(p, *lo),
+            fmt_v(p, *hi)
+        );
+    }
+    if let Some((r, name, ..)) = rows
+        .iter()
+        .find(|r| calibrate::MEASURABLE.contains(&r.1.as_str()))
+    {
+        println!(
+            "\nThe measured figure that shrinks it most: `{name}` (high/low {:.2} -> {r:.2}).",
+            whi / wlo
+        );
+    }
 
     println!(
         "\n## Sensitivity: each ranged parameter at the ends of its range, the others central\n"

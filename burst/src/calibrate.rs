@@ -76,14 +76,43 @@ pub const MEASURABLE: &[&str] = &[
     "idle.clock_factor",
 ];
 
-/// How much work a calibration does.
+/// How much work a calibration does, and its time limit: repetitions beyond the first three
+/// and sleeps that would overrun the limit are left out (and said so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budget {
     /// `--quick`: smaller buffers, fewer repetitions and sleeps (under 5 s).
     pub quick: bool,
+    /// When the calibration started.
+    pub start: Instant,
 }
 
 impl Budget {
+    /// A budget starting now.
+    pub fn new(quick: bool) -> Budget {
+        Budget {
+            quick,
+            start: Instant::now(),
+        }
+    }
+
+    /// The time limit of the measurements (the command's total stays under 5 s / 30 s on an
+    /// idle machine).
+    pub fn limit(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(4)
+        } else {
+            Duration::from_secs(25)
+        }
+    }
+
+    fn left(&self) -> Duration {
+        self.limit().saturating_sub(self.start.elapsed())
+    }
+
+    /// Whether repetition `i` should run: the first three always, the others in time.
+    fn rep(&self, i: usize) -> bool {
+        i < 3 || !self.left().is_zero()
+    }
     /// Repetitions of each latency measurement: many short ones, so that most run within one
     /// time slice on a shared machine.
     fn reps(&self) -> usize {
@@ -300,6 +329,7 @@ fn chase_latency(bytes: usize, budget: Budget, seed: u64) -> Result<Vec<f64>, Bu
     // Warm: one full cycle (or the load count) to bring the buffer into the level measured.
     chase(&mut buf, &start, order.len().min(4 << 20));
     Ok((0..budget.reps())
+        .take_while(|&i| budget.rep(i))
         .map(|_| chase(&mut buf, &start, budget.loads()))
         .collect())
 }
@@ -485,11 +515,12 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
                     param,
                     &s,
                     format!(
-                        "MEASURED by percid-burst calibrate: pointer chase over a random cyclic permutation of {} ({what} from sysfs: L1d {}, L2 {}, L3 {}), median of {reps}",
+                        "MEASURED by percid-burst calibrate: pointer chase over a random cyclic permutation of {} ({what} from sysfs: L1d {}, L2 {}, L3 {}), median of {} repetitions",
                         kib(bytes),
                         kib(l1),
                         kib(l2),
-                        l3.map_or("unknown".to_string(), kib)
+                        l3.map_or("unknown".to_string(), kib),
+                        s.len()
                     ),
                 ));
             }
@@ -504,19 +535,23 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
             };
             let steps = budget.loads() / 2;
             chase(&mut buf, &starts(1), steps);
-            let one: Vec<f64> = (0..reps).map(|_| chase(&mut buf, &starts(1), steps)).collect();
+            let one: Vec<f64> = (0..reps)
+                .take_while(|&i| budget.rep(i))
+                .map(|_| chase(&mut buf, &starts(1), steps))
+                .collect();
             let (dram, _, _) = summary(&one);
             figs.push(Figure::measured(
                 "latency_ns.dram_local",
                 &one,
                 format!(
-                    "MEASURED by percid-burst calibrate: pointer chase over {}{}, median of {reps}",
+                    "MEASURED by percid-burst calibrate: pointer chase over {}{}, median of {} repetitions",
                     kib(dram_bytes),
                     if partial {
                         " (less than twice the L3: partly L3 hits, a lower bound of the DRAM latency)"
                     } else {
                         ""
-                    }
+                    },
+                    one.len()
                 ),
             ));
             // A "DRAM" chase barely slower than the L3 chase still hits a cache.
@@ -537,6 +572,7 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
             let mut mlp = Vec::new();
             for k in [2usize, 4, 8, 16] {
                 let per_load: Vec<f64> = (0..reps)
+                    .take_while(|&i| budget.rep(i))
                     .map(|_| chase(&mut buf, &starts(k), steps / k) / k as f64)
                     .collect();
                 mlp.push((k, dram / summary(&per_load).0));
@@ -610,7 +646,13 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
             let (warm_spin_ns, _, _) = summary(&warm_spin);
             let mut clock_ratios = Vec::new();
             let mut pass_ratios = Vec::new();
-            for &ms in budget.sleeps_ms() {
+            let mut skipped = Vec::new();
+            for (i, &ms) in budget.sleeps_ms().iter().enumerate() {
+                let needs = Duration::from_millis(2 * ms * budget.idle_reps() as u64);
+                if i > 0 && budget.left() < needs {
+                    skipped.push(ms);
+                    continue;
+                }
                 let mut spun = Vec::new();
                 let mut slept = Vec::new();
                 for _ in 0..budget.idle_reps() {
@@ -636,6 +678,12 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
                 "idle, caches: the 16 KiB pass ({warm_ns:.0} ns warm) first after sleeping: {} (lines refetched after idle; deep_idle_ms and l3_flush_ms cannot be told from other tasks' evictions here: not measured)",
                 show(pass_ratios.clone())
             ));
+            if !skipped.is_empty() {
+                notes.push(format!(
+                    "idle: sleeps of {skipped:?} ms left out to stay within the time limit ({} s)",
+                    budget.limit().as_secs()
+                ));
+            }
             let (longest, ratio, spun) = clock_ratios.last().expect("at least one sleep");
             if *ratio > 1.15 {
                 let f: Vec<f64> = spun.iter().map(|s| (warm_spin_ns / s).min(1.0)).collect();
@@ -933,7 +981,7 @@ pub fn run(args: &crate::cli::CalibrateArgs) -> Result<i32, BurstError> {
     }
     let started = Instant::now();
     let mut machine = MachineDescription::sysfs().map_err(BurstError::Topology)?;
-    let budget = Budget { quick: args.quick };
+    let budget = Budget::new(args.quick);
     let m = measure(&machine.topology, budget)?;
     let packages = machine.topology.packages().len();
     let mut report = format!(
