@@ -6,8 +6,11 @@
 //!
 //! Prints (as Markdown tables, quoted in the README): the fitted parameters of three fits
 //! (both rows, `8c-1l3` only, `192c-24l3` only), the error of every published cell under
-//! each, the preset's predictions with 10th-90th percentile intervals for all four
-//! configurations, and a one-at-a-time sensitivity table of the speedups.
+//! each, the leave-one-out calibration of the intervals ([`percid_burst::conformal`]: scores,
+//! quantiles, coverage), the preset's predictions with raw 10th-90th percentile and calibrated
+//! intervals for all four configurations, which parameter known exactly would shrink the widest
+//! calibrated interval most (and whether `percid-burst calibrate` measures it), and a
+//! one-at-a-time sensitivity table of the speedups.
 
 use percid_burst::calibrate;
 use percid_burst::conformal::{self, Quantity};

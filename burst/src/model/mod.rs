@@ -122,6 +122,10 @@
 //! `ns_per_pass_low` / `ns_per_pass_high` are the 10th and 90th percentiles of the draws,
 //! widened to contain the central value, and a cell's are the mean over its runs.
 //!
+//! These intervals span the parameter ranges only. [`conformal`] widens them by the model-form
+//! error measured leaving one published configuration out (`fit_model` prints the calibrated
+//! intervals; the simulator's reports keep the raw ones).
+//!
 //! Not modelled: capacity evictions (at most 384 x 16 KiB, far below any L2 and L3 here), TLB
 //! misses, DRAM contention, timer overshoot, other processes.
 //!
