@@ -419,14 +419,15 @@ fn ping_pong(a: usize, b: usize, budget: Budget, limit: Duration) -> Result<Vec<
             }
             Ok(())
         });
-        let pinned = pin_current_thread_to_cpu(a).map_err(|e| format!("pin to CPU {a}: {e}"));
-        barrier.wait();
-        if pinned.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        let mut samples = Vec::new();
-        let ping = (|| -> Result<(), String> {
+        // The caller's own affinity is left alone: both ends are threads of their own.
+        let ping = s.spawn(|| -> Result<Vec<f64>, String> {
+            let pinned = pin_current_thread_to_cpu(a).map_err(|e| format!("pin to CPU {a}: {e}"));
+            barrier.wait();
+            if pinned.is_err() {
+                abort.store(true, Ordering::Relaxed);
+            }
             pinned?;
+            let mut samples = Vec::new();
             for r in 0..reps as u64 {
                 let t = Instant::now();
                 for i in 0..n {
@@ -438,12 +439,12 @@ fn ping_pong(a: usize, b: usize, budget: Budget, limit: Duration) -> Result<Vec<
                 }
                 samples.push(t.elapsed().as_nanos() as f64 / (2 * n) as f64);
             }
-            Ok(())
-        })();
-        let pong = pong
-            .join()
-            .unwrap_or_else(|_| Err("the partner thread panicked".into()));
-        ping.and(pong).map(|()| samples)
+            Ok(samples)
+        });
+        const PANICKED: &str = "a ping-pong thread panicked";
+        let ping = ping.join().unwrap_or_else(|_| Err(PANICKED.into()));
+        let pong = pong.join().unwrap_or_else(|_| Err(PANICKED.into()));
+        pong.and(ping)
     })
 }
 
