@@ -700,7 +700,7 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
                 figs.push(Figure::not_measured(
                     "idle.clock_factor",
                     format!(
-                        "not observable: a compute-only loop run first after sleeping {longest} ms takes {ratio:.2}x its warm time (threshold 1.15)"
+                        "NOT MEASURED, not observable: a compute-only loop run first after sleeping {longest} ms takes {ratio:.2}x its warm time (threshold 1.15)"
                     ),
                 ));
             }
