@@ -138,7 +138,7 @@ impl Budget {
         }
     }
     fn round_trips(&self) -> usize {
-        if self.quick { 5_000 } else { 20_000 }
+        if self.quick { 2_000 } else { 5_000 }
     }
 }
 
@@ -378,26 +378,35 @@ fn timed_pass(item: &mut [u8]) -> f64 {
 }
 
 /// One-way transfer time (ns) of a modified line between CPUs `a` and `b`: ping-pong, half a
-/// round trip; each sample the median-free mean over `round_trips`. `None` (with the reason)
-/// when a thread could not be pinned or the exchange stalled past `limit`.
+/// round trip; one sample per repetition of `round_trips` exchanges. Repetitions stop at half
+/// of `limit` (after the first); an exchange that stalls past `limit` ends the measurement
+/// with the samples so far, or an error (with the reason) when there are none or a thread
+/// could not be pinned. Both threads spin: on a loaded machine the exchange only progresses
+/// while both run.
 fn ping_pong(a: usize, b: usize, budget: Budget, limit: Duration) -> Result<Vec<f64>, String> {
     #[repr(align(128))]
     struct Line(AtomicU64);
     let line = Line(AtomicU64::new(0));
+    // `stop`: the pinging side is done (normal end); `abort`: give up (an error or a stall).
+    let stop = AtomicBool::new(false);
     let abort = AtomicBool::new(false);
     let barrier = Barrier::new(2);
     let n = budget.round_trips() as u64;
-    let reps = budget.reps();
-    let deadline = Instant::now() + limit;
+    let reps = budget.reps() as u64;
+    let start = Instant::now();
+    let deadline = start + limit;
+    let soft = start + limit / 2;
+    // Spins until the line holds `want`; false on a stop, an abort or the deadline.
     let wait_for = |want: u64| -> bool {
         let mut spins = 0u32;
         while line.0.load(Ordering::Acquire) != want {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(4096)
-                && (abort.load(Ordering::Relaxed) || Instant::now() > deadline)
+                && (stop.load(Ordering::Relaxed)
+                    || abort.load(Ordering::Relaxed)
+                    || Instant::now() > deadline)
             {
-                abort.store(true, Ordering::Relaxed);
                 return false;
             }
         }
@@ -406,43 +415,59 @@ fn ping_pong(a: usize, b: usize, budget: Budget, limit: Duration) -> Result<Vec<
     std::thread::scope(|s| {
         let pong = s.spawn(|| -> Result<(), String> {
             let pinned = pin_current_thread_to_cpu(b).map_err(|e| format!("pin to CPU {b}: {e}"));
-            barrier.wait();
             if pinned.is_err() {
                 abort.store(true, Ordering::Relaxed);
             }
+            barrier.wait();
             pinned?;
-            for r in 0..reps as u64 {
-                for i in 0..n {
-                    let base = r * 2 * n + 2 * i;
-                    if !wait_for(base + 1) {
-                        return Err("the exchange stalled".into());
-                    }
-                    line.0.store(base + 2, Ordering::Release);
+            let mut k = 0u64;
+            loop {
+                if !wait_for(2 * k + 1) {
+                    return Ok(());
                 }
+                line.0.store(2 * k + 2, Ordering::Release);
+                k += 1;
             }
-            Ok(())
         });
         // The caller's own affinity is left alone: both ends are threads of their own.
         let ping = s.spawn(|| -> Result<Vec<f64>, String> {
             let pinned = pin_current_thread_to_cpu(a).map_err(|e| format!("pin to CPU {a}: {e}"));
-            barrier.wait();
             if pinned.is_err() {
                 abort.store(true, Ordering::Relaxed);
             }
-            pinned?;
-            let mut samples = Vec::new();
-            for r in 0..reps as u64 {
-                let t = Instant::now();
-                for i in 0..n {
-                    let base = r * 2 * n + 2 * i;
-                    line.0.store(base + 1, Ordering::Release);
-                    if !wait_for(base + 2) {
-                        return Err("the exchange stalled".into());
+            barrier.wait();
+            let result = (|| {
+                pinned?;
+                let mut samples = Vec::new();
+                'reps: for r in 0..reps {
+                    if r > 0 && Instant::now() > soft {
+                        break;
                     }
+                    let t = Instant::now();
+                    for i in 0..n {
+                        let k = r * n + i;
+                        line.0.store(2 * k + 1, Ordering::Release);
+                        if !wait_for(2 * k + 2) {
+                            break 'reps;
+                        }
+                    }
+                    samples.push(t.elapsed().as_nanos() as f64 / (2 * n) as f64);
                 }
-                samples.push(t.elapsed().as_nanos() as f64 / (2 * n) as f64);
-            }
-            Ok(samples)
+                if samples.is_empty() {
+                    Err(if abort.load(Ordering::Relaxed) {
+                        "the partner thread could not be pinned".to_string()
+                    } else {
+                        format!(
+                            "the exchange stalled for {} s (the two CPUs never ran the threads together)",
+                            limit.as_secs()
+                        )
+                    })
+                } else {
+                    Ok(samples)
+                }
+            })();
+            stop.store(true, Ordering::Relaxed);
+            result
         });
         const PANICKED: &str = "a ping-pong thread panicked";
         let ping = ping.join().unwrap_or_else(|_| Err(PANICKED.into()));
@@ -764,6 +789,19 @@ pub fn measure(t: &Topology, budget: Budget) -> Result<Measurements, BurstError>
             },
         };
         figures.push(fig);
+    }
+    let noisy: Vec<String> = figures
+        .iter()
+        .filter_map(|f| {
+            let [lo, hi] = f.range?;
+            (lo > 0.0 && hi / lo > 2.0).then(|| format!("{} [{lo:.1}-{hi:.1}]", f.param))
+        })
+        .collect();
+    if !noisy.is_empty() {
+        notes.push(format!(
+            "NOISY: the middle half of the repetitions spreads more than 2x for {}: other tasks share the caches and CPUs; run again on an idle machine",
+            noisy.join(", ")
+        ));
     }
     let order: Vec<String> = [
         "latency_ns.l1",
