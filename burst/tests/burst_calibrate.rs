@@ -196,8 +196,16 @@ mod command {
             );
             assert!(stdout.contains(p), "{stdout}");
         }
-        for p in ["idle.deep_idle_ms", "idle.owner_probe_ns"] {
+        for p in ["idle.l3_flush_ms", "idle.owner_probe_ns"] {
             assert!(model.sources[p].starts_with("NOT MEASURED"), "{p}");
+        }
+        // Observable or not, every figure calibrate looks at says which.
+        for p in percid_burst::calibrate::MEASURABLE {
+            let src = &model.sources[*p];
+            assert!(
+                src.starts_with("MEASURED") || src.starts_with("NOT MEASURED"),
+                "{p}: {src}"
+            );
         }
         let t = &machine.topology;
         if t.l3().len() <= 1 {
