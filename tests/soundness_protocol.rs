@@ -358,3 +358,149 @@ fn a_drain_inside_a_lease_does_not_deadlock() {
         });
     }
 }
+
+/// Item 2: a signal whose handler uses percid, delivered while a thread registers its own
+/// rseq area for the first time (`GLIBC_TUNABLES=glibc.pthread.rseq=0`). The nested
+/// registration must not rewrite the area the kernel already has: that left `cpu_id` at -1
+/// and `mm_cid` at 0 until the next preemption, and mm_cid counters then committed on slot 0
+/// while its owner ran elsewhere (lost increments).
+#[test]
+fn a_signal_during_the_first_registration_loses_no_update() {
+    const NAME: &str = "a_signal_during_the_first_registration_loses_no_update";
+    if !in_child(NAME) {
+        let out = run_child(NAME, &[("GLIBC_TUNABLES", "glibc.pthread.rseq=0")]);
+        println!("{out}");
+        return;
+    }
+    let owner = percid::rseq::registration::owner();
+    if owner != percid::rseq::registration::Owner::Percid {
+        // The forced fallback (feature build): nothing is registered.
+        println!("skipped: percid does not register here ({owner:?})");
+        return;
+    }
+    registration_storm();
+}
+
+static STORM_MM: percid::Counter = percid::Counter::with_index(Index::MmCid);
+static STORM_CPU: percid::Counter = percid::Counter::with_index(Index::CpuId);
+static STORM_HANDLED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn storm_handler(_: libc::c_int) {
+    // The first use of percid on a thread may be this handler's (module docs of
+    // `rseq::registration`, "Signals": safe once the process-wide facts exist).
+    STORM_MM.inc();
+    STORM_CPU.inc();
+    STORM_HANDLED.fetch_add(1, Ordering::Relaxed);
+}
+
+fn registration_storm() {
+    // The process-wide facts first (not async-signal-safe), and the counters' slots.
+    percid::rseq::register_current_thread();
+    STORM_MM.inc();
+    STORM_CPU.inc();
+    // SAFETY: a zeroed sigaction with a handler that only runs percid adds and an atomic
+    // increment; SA_RESTART so that the workers' syscalls resume.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = storm_handler as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
+    }
+    let rounds = if common::long() { 400 } else { 40 };
+    let threads = 8;
+    let per_thread = 2_000u64;
+    let mut worked = 0u64;
+    let clobbered = AtomicU64::new(0);
+    for round in 0..rounds {
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let clobbered = &clobbered;
+                s.spawn(move || {
+                    // A timer aimed at this thread: when it fires during the registration's
+                    // syscall, the kernel delivers the signal at its return, inside the
+                    // registration sequence.
+                    // The first expiry sweeps 0.5-20 us after the start, across the threads.
+                    let first = 500 + ((round * threads + t) as libc::c_long * 250) % 20_000;
+                    let mut timer = Some(ThreadTimer::start(first, 40_000));
+                    // The first use on this thread: it registers, then reads cpu_id.
+                    if !percid::rseq::register_current_thread() {
+                        clobbered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for i in 0..per_thread {
+                        STORM_MM.inc();
+                        STORM_CPU.inc();
+                        if i == 100 {
+                            timer.take();
+                        }
+                    }
+                });
+            }
+        });
+        worked += threads as u64 * per_thread;
+    }
+    let handled = STORM_HANDLED.load(Ordering::Relaxed);
+    let expected = 1 + worked + handled;
+    println!("signals handled: {handled}");
+    println!(
+        "clobbered areas: {}; cpu_id counter {} and mm_cid counter {} of {expected}",
+        clobbered.load(Ordering::Relaxed),
+        STORM_CPU.sum(),
+        STORM_MM.sum()
+    );
+    // A registered area whose cpu_id read -1 right after the registration: rewritten by the
+    // nested registration after the kernel had filled it in.
+    assert_eq!(
+        clobbered.load(Ordering::Relaxed),
+        0,
+        "threads whose area was rewritten under the kernel"
+    );
+    assert_eq!(STORM_CPU.sum(), expected, "cpu_id counter lost updates");
+    assert_eq!(STORM_MM.sum(), expected, "mm_cid counter lost updates");
+}
+
+/// A POSIX timer sending `SIGUSR2` to the calling thread after `first_ns`, then every
+/// `interval_ns`; deleted on drop.
+struct ThreadTimer(libc::timer_t);
+
+impl ThreadTimer {
+    fn start(first_ns: libc::c_long, interval_ns: libc::c_long) -> ThreadTimer {
+        // SAFETY: a zeroed sigevent filled in for SIGEV_THREAD_ID delivery to this thread;
+        // `timer` is a valid out-pointer; the itimerspec is fully initialised.
+        unsafe {
+            let mut ev: libc::sigevent = std::mem::zeroed();
+            ev.sigev_notify = libc::SIGEV_THREAD_ID;
+            ev.sigev_signo = libc::SIGUSR2;
+            ev.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::mem::zeroed();
+            assert_eq!(
+                libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut timer),
+                0,
+                "timer_create"
+            );
+            let spec = libc::itimerspec {
+                it_interval: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: interval_ns,
+                },
+                it_value: libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: first_ns,
+                },
+            };
+            assert_eq!(
+                libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+                0,
+                "timer_settime"
+            );
+            ThreadTimer(timer)
+        }
+    }
+}
+
+impl Drop for ThreadTimer {
+    fn drop(&mut self) {
+        // SAFETY: the timer was created by `start` and is deleted once.
+        unsafe { libc::timer_delete(self.0) };
+    }
+}

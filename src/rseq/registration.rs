@@ -62,9 +62,15 @@
 //!
 //! The first use in the process computes the process-wide facts (`dlsym`, environment,
 //! `OnceLock`): not async-signal-safe. The first use on a thread registers it: one `rseq`
-//! syscall plus thread-local bookkeeping, safe against nesting from a signal handler once the
-//! process-wide facts exist. Call [`register_current_thread`] early on a thread whose signal
-//! handlers use percid.
+//! syscall plus thread-local bookkeeping, run with every signal blocked (two
+//! `pthread_sigmask` calls, once per thread). A handler that uses percid therefore never runs
+//! inside the sequence: without the block it would write a fresh area over the one the
+//! kernel had just registered and filled in (`cpu_id` -1 and `mm_cid` 0 until the next
+//! preemption, so mm_cid structures would commit on slot 0 while its owner runs elsewhere).
+//! Once the block is in place the sequence checks again whether a handler that ran just
+//! before initialised the thread, and never rewrites a registered area. Call
+//! [`register_current_thread`] early on a thread whose signal handlers use percid all the
+//! same: the process-wide facts must exist before a handler's first use.
 
 use super::abi::{self, RseqArea};
 use std::cell::{Cell, UnsafeCell};
@@ -387,6 +393,15 @@ pub fn register_current_thread() -> bool {
 #[inline(never)]
 fn init_thread() -> *const RseqArea {
     let p = process();
+    // The registration sequence (decide, write our area, `rseq`, record) runs with every
+    // signal blocked: a handler that used percid inside it would run the sequence again and
+    // write a fresh area over the one the kernel already has (module docs, "Signals").
+    let _blocked = SignalsBlocked::new();
+    // A handler that ran before the block may have initialised the thread already.
+    let current = area_raw();
+    if !ptr::eq(current, &raw const UNINIT) {
+        return current;
+    }
     let area = match p.forced {
         Some(reason) => {
             let _ = owner_cell().set(Owner::None(reason));
@@ -402,6 +417,32 @@ fn init_thread() -> *const RseqArea {
     }
     AREA.with(|a| a.set(area));
     area
+}
+
+/// Every signal blocked on the calling thread for the guard's life (the previous mask is
+/// restored on drop). Signals sent meanwhile stay pending and are delivered after.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data that sigfillset/pthread_sigmask initialise; both
+        // pointers are valid for the calls. SIGKILL/SIGSTOP are left unblocked by the kernel.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this same thread (the guard is a local
+        // of `init_thread`, never moved to another thread).
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, ptr::null_mut()) };
+    }
 }
 
 /// This thread's own area, marked failed (the kernel does not maintain it).
@@ -446,9 +487,14 @@ fn own_area(p: &Process) -> *const RseqArea {
         return failed_area();
     }
     let area = OWN_AREA.with(|own| own.0.get());
+    if OWN_REGISTERED.with(Cell::get) {
+        // Registered already: never rewrite an area the kernel maintains.
+        return area;
+    }
     let len = own_registration_len();
-    // SAFETY: not registered yet: nobody else writes it. The kernel expects an area in its
-    // initial state.
+    // SAFETY: not registered yet (checked just above, with signals blocked so that no
+    // handler registers it meanwhile): nobody else writes it. The kernel expects an area in
+    // its initial state.
     unsafe { ptr::write_volatile(area, RseqArea::new()) };
     // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
     // long, valid until the thread exits (it is never unregistered but by prepare_unload).
