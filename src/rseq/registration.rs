@@ -533,10 +533,14 @@ fn own_registration_succeeded(rc: i64, errno: i32) -> bool {
 ///   last critical section, inside the unloaded code's `__rseq_cs` section (the kernel reads
 ///   it at the thread's next preemption and kills the thread if it is no longer mapped);
 /// * if percid registered this thread's area itself, unregisters it (the area lives in the
-///   unloaded library's thread-local storage) and marks the thread as having no registration.
+///   unloaded library's thread-local storage);
+/// * with either registration, points the thread at its own area marked failed, so that every
+///   later percid operation on this thread takes its structure's overflow path and never arms
+///   `rseq_cs` again (with glibc's registration the area stays registered, it is glibc's, but
+///   percid no longer uses it on this thread).
 ///
 /// Every thread that ran a percid critical section must call it (or have exited) before the
-/// unload. With glibc's registration the area stays registered (it is glibc's).
+/// unload.
 ///
 /// # Safety
 ///
@@ -547,13 +551,14 @@ fn own_registration_succeeded(rc: i64, errno: i32) -> bool {
 ///
 /// [`Current`]: crate::ops::Current
 pub unsafe fn prepare_unload() {
-    let a = area_raw();
-    if ptr::eq(a, &raw const UNINIT) {
-        return; // never used here: nothing to clear
-    }
-    // SAFETY: `a` is this thread's area (glibc's, ours or ours marked failed), writable at
-    // `rseq_cs` by this thread; no critical section is running (caller's contract). The
-    // store is a single aligned 8-byte store, as the kernel expects of user space.
+    // Initialise first if the thread never used percid: the process mode is then decided,
+    // and the thread ends up below on its "failed" area like every other unloaded thread
+    // (an operation after this call must not register and arm `rseq_cs` afterwards).
+    let a = area();
+    // SAFETY: `a` is this thread's area (glibc's, ours or ours marked failed; never the
+    // read-only sentinel, `area` initialised the thread), writable at `rseq_cs` by this
+    // thread; no critical section is running (caller's contract). The store is a single
+    // aligned 8-byte store, as the kernel expects of user space.
     unsafe { ptr::write_volatile(&raw mut (*(a as *mut RseqArea)).rseq_cs, 0) };
     if OWN_REGISTERED.with(Cell::get) {
         let own = OWN_AREA.with(|own| own.0.get());
@@ -562,10 +567,15 @@ pub unsafe fn prepare_unload() {
         let rc = unsafe { rseq_syscall(own, own_registration_len(), abi::RSEQ_FLAG_UNREGISTER) };
         debug_assert_eq!(rc, 0, "rseq unregister failed");
         OWN_REGISTERED.with(|r| r.set(false));
-        // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): mark it
-        // failed, so that a section comparing mm_cid with 0 cannot commit unprotected.
-        AREA.with(|c| c.set(failed_area()));
+        // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): marked
+        // failed below, so that a section comparing mm_cid with 0 cannot commit unprotected.
     }
+    // From now on the thread's area is its own area marked failed, whatever the
+    // registration: every operation reads an index beyond its slots there and takes the
+    // overflow path, and a critical section run on it by mistake stores `rseq_cs` into this
+    // thread-local memory, which the kernel never reads. glibc's area (still registered, it
+    // is glibc's) is no longer reached, so nothing arms its `rseq_cs` into the library again.
+    AREA.with(|c| c.set(failed_area()));
 }
 
 /// The thread pointer (`%fs` base on x86_64, `tpidr_el0` on aarch64).
