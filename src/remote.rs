@@ -34,16 +34,20 @@
 //! waits for the drain lock while holding its CID: the other order. Left alone, the drain
 //! lock's holder would wait for that CID and its holder for the lock, forever.
 //!
-//! So a thread that must wait for a drain lock while it holds leases *lends* them first: it
-//! publishes its `(allocator, cid)` pairs in a process-wide table, parks on the lock, and
-//! takes them back once it has the lock, after any borrow in progress ended. A drain that
-//! needs a lent CID borrows it instead of waiting ([`with_exact_slot`]): the lender is parked
-//! and touches no slot while it waits, and every other thread is kept off the CID by the
-//! lender's lease, so the borrower has the slot to itself. Borrowers hold their own
-//! structure's drain lock, so two borrowers of one CID work on different structures, i.e.
-//! different words. Invariants:
+//! So a thread that must wait while it holds leases *lends* them first: it publishes its
+//! `(allocator, cid)` pairs in a process-wide table, waits, and takes them back once the wait
+//! is over, after any borrow in progress ended. That covers both waits of a drain: for a
+//! drain lock, and (holding one) for another thread's CID, where two drains inside leases,
+//! each holding its structure's lock and waiting for the other's CID, would otherwise wait
+//! for each other. A drain that needs a lent CID borrows it instead of waiting
+//! ([`with_exact_slot`]): the lender touches no slot through a lent lease while it waits,
+//! and every other thread is kept off the CID by the lender's lease, so the borrower has the
+//! slot to itself. Borrowers hold their own structure's drain lock, so two borrowers of one
+//! CID work on different structures, i.e. different words, and a lender that holds a drain
+//! lock never sees its own structure's slot borrowed. Invariants:
 //!
-//! * a lease is lent only by its holder, only while that thread waits for a drain lock;
+//! * a lease is lent only by its holder, only while that thread waits (for a drain lock, or
+//!   for a CID under one);
 //! * a lent lease is borrowed only by a thread that holds a drain lock, for one slot of that
 //!   lock's structure, and the lender resumes only after every borrow of it ended;
 //! * a structure never takes its own drain lock inside its own per-slot operation (a drain
@@ -92,33 +96,10 @@ impl DrainLock {
         if let Some(g) = self.try_lock() {
             return g;
         }
-        let mine = crate::index::leases_of_current_thread();
-        if mine.is_empty() {
-            return DrainGuard {
-                _held: self.mutex.lock().unwrap_or_else(|e| e.into_inner()),
-            };
-        }
-        lent().extend(mine.iter().map(|&(a, c)| (a, c, 0)));
+        let lending = Lending::start();
         let held = self.mutex.lock().unwrap_or_else(|e| e.into_inner());
-        // Take the leases back once no drain is using them (a borrow is one slot operation).
-        let mut spins = 0u32;
-        loop {
-            {
-                let mut table = lent();
-                let busy = mine
-                    .iter()
-                    .any(|&(a, c)| table.iter().any(|&(ta, tc, n)| (ta, tc) == (a, c) && n > 0));
-                if !busy {
-                    for &(a, c) in &mine {
-                        if let Some(i) = table.iter().position(|&(ta, tc, _)| (ta, tc) == (a, c)) {
-                            table.swap_remove(i);
-                        }
-                    }
-                    break;
-                }
-            }
-            backoff(&mut spins);
-        }
+        // Take the leases back (once no drain is using them) before anything else runs.
+        drop(lending);
         DrainGuard { _held: held }
     }
 
@@ -130,6 +111,50 @@ impl DrainLock {
                 _held: e.into_inner(),
             }),
             Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// The calling thread's leases, lent while it waits (module docs, "Lock order"); taken back
+/// on drop, after every borrow of them ended.
+struct Lending {
+    mine: Vec<(u64, u32)>,
+}
+
+impl Lending {
+    fn start() -> Lending {
+        let mine = crate::index::leases_of_current_thread();
+        if !mine.is_empty() {
+            lent().extend(mine.iter().map(|&(a, c)| (a, c, 0)));
+        }
+        Lending { mine }
+    }
+}
+
+impl Drop for Lending {
+    fn drop(&mut self) {
+        if self.mine.is_empty() {
+            return;
+        }
+        // A borrow is one slot operation of another drain: wait for it to end.
+        let mut spins = 0u32;
+        loop {
+            {
+                let mut table = lent();
+                let busy = self
+                    .mine
+                    .iter()
+                    .any(|&(a, c)| table.iter().any(|&(ta, tc, n)| (ta, tc) == (a, c) && n > 0));
+                if !busy {
+                    for &(a, c) in &self.mine {
+                        if let Some(i) = table.iter().position(|&(ta, tc, _)| (ta, tc) == (a, c)) {
+                            table.swap_remove(i);
+                        }
+                    }
+                    return;
+                }
+            }
+            backoff(&mut spins);
         }
     }
 }
@@ -321,7 +346,14 @@ pub(crate) fn with_exact_slot<R>(
     op: impl FnOnce() -> R,
 ) -> R {
     let mut spins = 0u32;
+    // Once the wait is more than a moment, the caller lends its own leases while it waits:
+    // the CID's holder may be a drain that waits for one of them (module docs).
+    let mut lending: Option<Lending> = None;
     loop {
+        // The leases come back only after `op` and after our own borrow ended (`drop` order
+        // of the locals: the borrow before `lending`): two drains may be borrowing from
+        // each other, and each waits for the other's borrow to end when it takes its own
+        // leases back.
         if let Some(_lease) = alloc.try_acquire_exact(cid) {
             return op();
         }
@@ -330,6 +362,9 @@ pub(crate) fn with_exact_slot<R>(
         }
         if let Some(_borrow) = Borrow::try_new(alloc, cid) {
             return op();
+        }
+        if spins >= 64 && lending.is_none() {
+            lending = Some(Lending::start());
         }
         backoff(&mut spins);
     }

@@ -34,6 +34,9 @@ fn model<F: Fn() + Send + Sync + 'static>(f: F) {
     if b.preemption_bound.is_none() {
         b.preemption_bound = Some(3);
     }
+    // Spins that wait for another thread cost branches: room for the legitimate ones (a
+    // spin that never ends still exceeds it).
+    b.max_branches = 10_000;
     b.check(f);
 }
 
@@ -229,130 +232,198 @@ fn blind_release_after_a_refused_fence_is_caught() {
     });
 }
 
-/// The drain/lease lock order: thread A holds the lease on CID 0 (inside a `PerCpu::run`) and
-/// drains; thread B drains too and needs CID 0's slot under its drain lock.
+/// The drain/lease lock order (`remote`, "Lock order"). Two CIDs, two drainable structures
+/// each with its drain lock and one slot per CID. A thread inside a lease (a `PerCpu::run`
+/// closure) drains; a drain takes each slot it needs under an exact lease, through its own
+/// lease, or by borrowing a lease lent by a waiting thread; a thread that waits (for a drain
+/// lock, or for a CID under one) lends its leases and takes them back after the wait, after
+/// its own borrow and once nobody borrows them.
 mod lock_order {
     use super::*;
 
-    /// `remote::DrainLock` and the lease table of one CID, in loom's primitives.
     struct World {
-        /// The drain lock of the drained structure.
-        drain: Mutex<()>,
-        /// The lease on CID 0: held or not.
-        lease: AtomicBool,
-        /// CID 0 lent by a thread parked on a drain lock, and the borrows in progress.
-        lent: Mutex<(bool, u32)>,
-        /// The drained structure's slot 0.
-        slot: UnsafeCell<u64>,
+        drain: [Mutex<()>; 2],
+        lease: [AtomicBool; 2],
+        /// Per CID: lent, and the borrows in progress.
+        lent: Mutex<[(bool, u32); 2]>,
+        /// `slot[structure][cid]`.
+        slot: [[UnsafeCell<u64>; 2]; 2],
         /// Whether waiters lend (the fix) or just wait (before it).
         lending: bool,
     }
 
+    fn lock<T>(m: &Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     impl World {
-        fn try_lease(&self) -> bool {
-            self.lease
+        fn new(lending: bool) -> Arc<World> {
+            Arc::new(World {
+                drain: [Mutex::new(()), Mutex::new(())],
+                lease: [AtomicBool::new(false), AtomicBool::new(false)],
+                lent: Mutex::new([(false, 0); 2]),
+                slot: [
+                    [UnsafeCell::new(0), UnsafeCell::new(0)],
+                    [UnsafeCell::new(0), UnsafeCell::new(0)],
+                ],
+                lending,
+            })
+        }
+
+        fn try_lease(&self, cid: usize) -> bool {
+            self.lease[cid]
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         }
 
-        fn drop_lease(&self) {
-            self.lease.store(false, Ordering::Release);
+        fn drop_lease(&self, cid: usize) {
+            self.lease[cid].store(false, Ordering::Release);
         }
 
-        /// `DrainLock::lock` by a thread that holds CID 0 (`holds`) or not.
-        fn lock_drain(&self, holds: bool) -> loom::sync::MutexGuard<'_, ()> {
-            if !(holds && self.lending) {
-                return self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        fn lend(&self, mine: Option<usize>) -> bool {
+            match mine {
+                Some(c) if self.lending => {
+                    lock(&self.lent)[c].0 = true;
+                    true
+                }
+                _ => false,
             }
-            self.lent.lock().unwrap_or_else(|e| e.into_inner()).0 = true;
-            let g = self.drain.lock().unwrap_or_else(|e| e.into_inner());
+        }
+
+        fn take_back(&self, mine: Option<usize>, lent: bool) {
+            let Some(c) = mine.filter(|_| lent) else {
+                return;
+            };
             loop {
-                let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
-                if lent.1 == 0 {
-                    lent.0 = false;
+                let mut t = lock(&self.lent);
+                if t[c].1 == 0 {
+                    t[c].0 = false;
+                    return;
+                }
+                drop(t);
+                thread::yield_now();
+            }
+        }
+
+        /// `with_exact_slot`: slot `cid` of structure `s`, by a thread holding `mine`.
+        fn with_slot(&self, s: usize, cid: usize, mine: Option<usize>) {
+            let mut lent = false;
+            loop {
+                if self.try_lease(cid) {
+                    self.touch(s, cid);
+                    self.drop_lease(cid);
                     break;
                 }
-                drop(lent);
-                thread::yield_now();
-            }
-            g
-        }
-
-        /// `with_exact_slot` for slot 0 under the drain lock: lease, own, or borrow.
-        fn with_slot(&self, holds: bool) {
-            loop {
-                if self.try_lease() {
-                    self.touch();
-                    self.drop_lease();
-                    return;
+                if mine == Some(cid) {
+                    self.touch(s, cid);
+                    break;
                 }
-                if holds {
-                    self.touch();
-                    return;
-                }
-                {
-                    let mut lent = self.lent.lock().unwrap_or_else(|e| e.into_inner());
-                    if lent.0 {
-                        lent.1 += 1;
-                        drop(lent);
-                        self.touch();
-                        self.lent.lock().unwrap_or_else(|e| e.into_inner()).1 -= 1;
-                        return;
+                let borrowed = {
+                    let mut t = lock(&self.lent);
+                    if t[cid].0 {
+                        t[cid].1 += 1;
+                        true
+                    } else {
+                        false
                     }
+                };
+                if borrowed {
+                    self.touch(s, cid);
+                    lock(&self.lent)[cid].1 -= 1;
+                    break;
+                }
+                if !lent {
+                    lent = self.lend(mine);
                 }
                 thread::yield_now();
             }
+            self.take_back(mine, lent);
         }
 
-        fn touch(&self) {
+        fn touch(&self, s: usize, cid: usize) {
             // SAFETY: the live cell of `self.slot`; exclusion is what the model checks.
-            self.slot.with_mut(|p| unsafe { *p += 1 });
+            self.slot[s][cid].with_mut(|p| unsafe { *p += 1 });
         }
 
-        fn drain(&self, holds: bool) {
-            let _g = self.lock_drain(holds);
-            self.with_slot(holds);
+        /// Drains structure `s` (both slots) from a thread holding `mine`.
+        fn drain(&self, s: usize, mine: Option<usize>) {
+            // `DrainLock::lock` lends only when the lock is taken; lending before every
+            // wait is the same protocol with more interleavings.
+            let lent = self.lend(mine);
+            let g = lock(&self.drain[s]);
+            self.take_back(mine, lent);
+            self.with_slot(s, 0, mine);
+            self.with_slot(s, 1, mine);
+            drop(g);
+        }
+
+        /// A thread inside a lease on `cid` drains structure `s`.
+        fn drain_in_lease(&self, s: usize, cid: usize) {
+            if self.try_lease(cid) {
+                self.drain(s, Some(cid));
+                self.drop_lease(cid);
+            }
         }
     }
 
-    fn run(lending: bool) {
+    fn join(h: thread::JoinHandle<()>) {
+        if let Err(p) = h.join() {
+            std::panic::resume_unwind(p);
+        }
+    }
+
+    /// A drain inside a lease on CID 0 while another thread drains the same structure: the
+    /// second waits for CID 0 under the drain lock, the first for that lock.
+    fn parked_lender(lending: bool) {
         model(move || {
-            let w = Arc::new(World {
-                drain: Mutex::new(()),
-                lease: AtomicBool::new(false),
-                lent: Mutex::new((false, 0)),
-                slot: UnsafeCell::new(0),
-                lending,
-            });
+            let w = World::new(lending);
             let b = {
                 let w = w.clone();
-                thread::spawn(move || w.drain(false))
+                thread::spawn(move || w.drain(0, None))
             };
-            // A: inside its lease on CID 0 (its own slot of another structure in use), drains.
-            if w.try_lease() {
-                w.drain(true);
-                w.drop_lease();
-            }
-            if let Err(p) = b.join() {
-                std::panic::resume_unwind(p);
-            }
+            w.drain_in_lease(0, 0);
+            join(b);
         });
     }
 
-    /// With lending, both drains finish and each touches the slot alone.
-    #[test]
-    fn a_drain_inside_a_lease_completes() {
-        run(true);
+    /// Two drains inside leases on CIDs 0 and 1, of two structures: each may hold its drain
+    /// lock and wait for the other's CID.
+    fn crossed_drains(lending: bool) {
+        model(move || {
+            let w = World::new(lending);
+            let b = {
+                let w = w.clone();
+                thread::spawn(move || w.drain_in_lease(1, 1))
+            };
+            w.drain_in_lease(0, 0);
+            join(b);
+        });
     }
 
-    /// Without it (before issue 17) loom finds the deadlock: B spins for the lease under the
-    /// drain lock while A, holding the lease, is parked on that lock (loom reports the spin
-    /// that never ends as an execution exceeding its branch budget).
+    /// With lending, both drains finish and each touches each slot alone.
     #[test]
-    // Loom stops the spin that never ends ("exceeded maximum number of branches"), which
-    // poisons the drain lock the parked thread waits on: either panic may come first.
+    fn a_drain_inside_a_lease_completes() {
+        parked_lender(true);
+    }
+
+    /// With lending under a drain lock too, crossed drains finish.
+    #[test]
+    fn crossed_drains_inside_leases_complete() {
+        crossed_drains(true);
+    }
+
+    // Without lending (before issue 17) loom finds the deadlocks: a spin for a lease that
+    // never ends, reported as an execution exceeding its branch budget (which may poison a
+    // lock another thread waits on: either panic may come first).
+    #[test]
     #[should_panic]
     fn a_drain_inside_a_lease_without_lending_is_caught() {
-        run(false);
+        parked_lender(false);
+    }
+
+    #[test]
+    #[should_panic]
+    fn crossed_drains_without_lending_is_caught() {
+        crossed_drains(false);
     }
 }
