@@ -443,7 +443,8 @@ fn child(spec: &str) {
                 }
             });
             let mut sum = 0;
-            lock.with_each(|_, v| sum += *v);
+            lock.with_each(|_, v| sum += *v)
+                .expect("the membarrier fence works here");
             assert_eq!(sum, reps * threads as u64);
         }
         _ => panic!("unknown test/variant {test}:{variant}"),

@@ -140,7 +140,7 @@ pub struct List<T> {
     /// Elements in `overflow` (updated under its lock, read without it).
     overflow_len: AtomicUsize,
     overflow_pushes: AtomicU64,
-    draining: Mutex<()>,
+    draining: remote::DrainLock,
     counters: DrainCounters,
     orphan_policy: OrphanPolicy,
     orphans: OrphanCounters,
@@ -183,7 +183,7 @@ impl<T> List<T> {
             overflow: Mutex::new(Vec::new()),
             overflow_len: AtomicUsize::new(0),
             overflow_pushes: AtomicU64::new(0),
-            draining: Mutex::new(()),
+            draining: remote::DrainLock::new(),
             counters: DrainCounters::new(),
             orphan_policy: OrphanPolicy::DEFAULT,
             orphans: OrphanCounters::new(),
@@ -376,14 +376,15 @@ impl<T> List<T> {
         }
         let access = self.heads.access()?;
         let nr_slots = self.heads.nr_slots();
-        let _serialised = if wait {
-            self.draining.lock().unwrap_or_else(|e| e.into_inner())
+        let serialised = if wait {
+            self.draining.lock()
         } else {
-            self.draining.try_lock().ok()?
+            self.draining.try_lock()?
         };
         let mut taken = Vec::new();
         // A refused fence leaves those slots in place (their elements stay poppable).
         let slots = orphans::take_orphans(
+            &serialised,
             access,
             nr_slots,
             hi,
@@ -430,12 +431,13 @@ impl<T> List<T> {
 
     /// [`drain`](Self::drain), keeping the nodes.
     pub fn drain_nodes(&self) -> Vec<Box<Node<T>>> {
-        let _serialised = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let serialised = self.draining.lock();
         let mut out = Vec::new();
         if let Some(access) = self.heads.access() {
             self.max_pushed.store(0, Ordering::SeqCst);
             // A refused fence leaves those slots in place (their elements stay poppable).
             if remote::take_slots(
+                &serialised,
                 access,
                 0..self.heads.nr_slots(),
                 |s| self.heads.get(s).expect("slot below nr_slots"),

@@ -18,8 +18,19 @@
 //! [`with_each`](PerCpuLock::with_each) visits every slot from any thread, under that slot's
 //! lock, taken with the drain protocol (see `remote`): an atomic compare-exchange of the
 //! word from 0 to a *remote* value, then the membarrier rseq fence, after which no critical
-//! section can take the slot until the visitor stores 0 back (or under a lease on exactly
-//! that CID on the fallback).
+//! section can take the slot until the visitor gives it back (or under a lease on exactly
+//! that CID on the fallback). Visits are serialised by the lock's visitor lock (a `remote`
+//! drain lock), so a *remote* word is always the current visitor's; the visitor releases
+//! with a compare-exchange from its own value, and a refused fence ends the visit with a
+//! [`VisitError`] instead of a retry loop. The word protocol is in `visit`, and checked
+//! with loom (`loom_tests`).
+//!
+//! # `fork`
+//!
+//! As with a `Mutex`, a slot held by another thread when the process forks stays held in
+//! the child, where that thread does not exist: a child thread that runs on that slot
+//! waits for ever in [`lock`](PerCpuLock::lock), and `with_each` waits for ever on it. Fork
+//! only while no other thread holds a guard of the lock (or `exec` right away).
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -30,14 +41,42 @@ use crate::index::Index;
 use crate::ops::{Access, Outcome};
 use crate::per_cpu::{PerCpu, RunSlot, SlotSafe};
 use crate::pool::{Pool, PoolError};
+use crate::remote::DrainLock;
 use crate::rseq::membarrier;
 
-/// Lock word: free.
-const FREE: u64 = 0;
-/// Lock word: held by a guard of the slot's thread.
-const HELD: u64 = 1;
-/// Lock word: held by a remote visitor ([`PerCpuLock::with_each`]).
-const REMOTE: u64 = 2;
+#[cfg(all(loom, test))]
+mod loom_tests;
+mod visit;
+
+use visit::{FREE, HELD};
+
+/// [`PerCpuLock::with_each`] could not take a slot: the membarrier rseq fence, which a visit
+/// needs when the lock uses rseq critical sections, was refused (for example by a seccomp
+/// filter installed after the lock was created). Slots below [`slot`](Self::slot) were
+/// visited; that slot and the ones after it were not, and are left as they were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitError {
+    slot: usize,
+}
+
+impl VisitError {
+    /// The first slot not visited.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+impl fmt::Display for VisitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the membarrier rseq fence was refused: slot {} and the ones after it were not visited",
+            self.slot
+        )
+    }
+}
+
+impl std::error::Error for VisitError {}
 
 /// A slot: the lock word and the value it guards.
 #[repr(C)]
@@ -84,14 +123,18 @@ unsafe impl<T: SlotSafe> SlotSafe for LockSlot<T> {
 ///     }
 /// });
 /// let (mut requests, mut bytes) = (0, 0);
-/// totals.with_each(|_, t| {
-///     requests += t.requests;
-///     bytes += t.bytes;
-/// });
+/// totals
+///     .with_each(|_, t| {
+///         requests += t.requests;
+///         bytes += t.bytes;
+///     })
+///     .expect("the membarrier fence works here");
 /// assert_eq!((requests, bytes), (4000, 4000 * 512));
 /// ```
 pub struct PerCpuLock<T: SlotSafe> {
     slots: PerCpu<LockSlot<T>>,
+    /// Serialises [`with_each`](Self::with_each): one visitor at a time.
+    visiting: DrainLock,
 }
 
 // SAFETY: the values are reached only under their slot's lock, one holder at a time (or
@@ -112,6 +155,7 @@ impl<T: SlotSafe> PerCpuLock<T> {
                     value: UnsafeCell::new(init),
                 },
             ),
+            visiting: DrainLock::new(),
         }
     }
 
@@ -125,6 +169,7 @@ impl<T: SlotSafe> PerCpuLock<T> {
                     value: UnsafeCell::new(init),
                 },
             ),
+            visiting: DrainLock::new(),
         }
     }
 
@@ -139,6 +184,7 @@ impl<T: SlotSafe> PerCpuLock<T> {
                     value: UnsafeCell::new(init),
                 },
             )?,
+            visiting: DrainLock::new(),
         })
     }
 
@@ -212,31 +258,40 @@ impl<T: SlotSafe> PerCpuLock<T> {
 
     /// Calls `f(slot, &mut value)` for every slot, in order, each under its slot's lock
     /// (waiting for a holder to release it). From any thread; not while the calling thread
-    /// holds a guard of this lock (it would wait for itself).
-    pub fn with_each(&self, mut f: impl FnMut(usize, &mut T)) {
+    /// holds a guard of this lock (it would wait for itself). Concurrent calls run one after
+    /// the other.
+    ///
+    /// # Errors
+    ///
+    /// [`VisitError`] when the lock uses rseq and the kernel refuses the membarrier fence
+    /// that a visit needs (a seccomp filter installed after the lock chose rseq): the slots
+    /// before [`VisitError::slot`] were visited, the others were left as they were.
+    pub fn with_each(&self, mut f: impl FnMut(usize, &mut T)) -> Result<(), VisitError> {
         let Some(access) = self.slots.access() else {
-            return;
+            return Ok(());
         };
+        let serialised = self.visiting.lock();
         for s in 0..self.slots.nr_slots() {
             let slot = self.slots.get(s).expect("slot below nr_slots");
+            let mut spins = 0u32;
             match access {
-                Access::Lease(alloc) => crate::remote::with_exact_slot(alloc, s as u32, || {
-                    let mut spins = 0u32;
-                    while slot
-                        .lock
-                        .compare_exchange(FREE, REMOTE, Ordering::Acquire, Ordering::Relaxed)
-                        .is_err()
-                    {
-                        backoff(&mut spins);
-                    }
-                }),
-                Access::Rseq(_) => lock_remote_rseq(&slot.lock),
+                Access::Lease(alloc) => {
+                    crate::remote::with_exact_slot(&serialised, alloc, s as u32, || {
+                        visit::acquire_leased(&slot.lock, || backoff(&mut spins))
+                    })
+                }
+                Access::Rseq(_) => {
+                    visit::acquire_rseq(&slot.lock, membarrier::fence_rseq, || backoff(&mut spins))
+                        .map_err(|visit::Refused| VisitError { slot: s })?;
+                }
             }
-            // SAFETY: we hold the slot's lock (REMOTE), so no guard exists for it and none
-            // can be created until we release it.
+            // SAFETY: we hold the slot's lock (REMOTE, ours: visitors are serialised), so no
+            // guard exists for it and none can be created until we release it.
             f(s, unsafe { &mut *slot.value.get() });
-            slot.lock.store(FREE, Ordering::Release);
+            let ours = visit::release(&slot.lock);
+            debug_assert!(ours, "a visited slot's word changed under the visitor");
         }
+        Ok(())
     }
 
     /// Every value, with `&mut self` (no lock needed).
@@ -275,34 +330,6 @@ impl<'a, T: SlotSafe> LockHandle<'a, T> {
     #[inline(always)]
     pub fn lock(self) -> Option<SlotGuard<'a, T>> {
         self.lock.lock_in(self.slots)
-    }
-}
-
-/// Takes a slot's lock word from another thread under rseq access: compare-exchange it from
-/// free to `REMOTE`, then fence every in-flight critical section; a section that had read
-/// "free" before either committed (the word is no longer `REMOTE`: wait for its holder and
-/// try again) or was restarted (and now sees `REMOTE`).
-fn lock_remote_rseq(word: &AtomicU64) {
-    let mut spins = 0u32;
-    loop {
-        if word
-            .compare_exchange(FREE, REMOTE, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            backoff(&mut spins);
-            continue;
-        }
-        if !membarrier::fence_rseq() {
-            // Cannot fence (the structure chose rseq because the fence worked): give the
-            // word back and retry rather than hold a lock a section may also take.
-            word.store(FREE, Ordering::Release);
-            backoff(&mut spins);
-            continue;
-        }
-        if word.load(Ordering::Acquire) == REMOTE {
-            return;
-        }
-        // A section committed HELD over our REMOTE: its guard will store FREE.
     }
 }
 

@@ -304,7 +304,8 @@ impl<'a, T> Current<'a, T> {
         }
     }
 
-    /// `if *v == expect { *v = newv }`, the store with release ordering.
+    /// `if *v == expect { *v = newv }`; when it commits, the load has acquire and the store
+    /// release ordering.
     #[inline(always)]
     pub fn compare_and_store(&self, v: &AtomicU64, expect: u64, newv: u64) -> Outcome {
         self.check_within(v.as_ptr().cast(), 8);
@@ -677,7 +678,8 @@ pub unsafe fn compare_and_store_at(
     }
 }
 
-/// `if *v == expect { *v = newv }` on slot `expected`.
+/// `if *v == expect { *v = newv }` on slot `expected`; when it commits, the load has acquire
+/// and the store release ordering.
 ///
 /// # Safety
 /// As for [`add`].
@@ -846,9 +848,13 @@ mod held {
         Outcome::Committed
     }
 
+    /// The load is an acquire, as the critical section's is on x86_64 (TSO): a lock taken
+    /// with this operation orders the protected accesses after the previous holder's
+    /// release store without relying on a separate `fence` (which ThreadSanitizer does not
+    /// model, so callers' fences alone left it reporting the protected data as raced).
     #[inline(always)]
     pub(super) fn compare_and_store(v: &AtomicU64, expect: u64, newv: u64) -> Outcome {
-        if v.load(Ordering::Relaxed) != expect {
+        if v.load(Ordering::Acquire) != expect {
             return Outcome::CompareFailed;
         }
         v.store(newv, Ordering::Release);

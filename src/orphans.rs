@@ -339,7 +339,9 @@ impl OrphanCounters {
 /// (see the module docs): `take(slot, value)` receives each, and the word is left 0. The
 /// caller holds the structure's drain mutex. Returns the number of slots taken; no fence is
 /// issued when no orphan slot holds anything.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn take_orphans<'a>(
+    serialised: &remote::DrainGuard<'_>,
     access: Access,
     nr_slots: usize,
     hi: usize,
@@ -357,6 +359,7 @@ pub(crate) fn take_orphans<'a>(
     }
     let mut taken = 0;
     remote::take_slots(
+        serialised,
         access,
         candidates.into_iter(),
         word,

@@ -25,12 +25,176 @@
 //!
 //! Structures that drain choose their access with `Access::drainable`: rseq only where the
 //! membarrier command exists, leases otherwise.
+//!
+//! # Lock order: drain locks and leases
+//!
+//! Every structure serialises its drains with a [`DrainLock`], and a drain under leases waits
+//! for the CIDs it needs while holding it. A thread inside a lease (in a
+//! [`PerCpu::run`](crate::per_cpu::PerCpu::run) closure, say) may call a drain too, and then
+//! waits for the drain lock while holding its CID: the other order. Left alone, the drain
+//! lock's holder would wait for that CID and its holder for the lock, forever.
+//!
+//! So a thread that must wait while it holds leases *lends* them first: it publishes its
+//! `(allocator, cid)` pairs in a process-wide table, waits, and takes them back once the wait
+//! is over, after any borrow in progress ended. That covers both waits of a drain: for a
+//! drain lock, and (holding one) for another thread's CID, where two drains inside leases,
+//! each holding its structure's lock and waiting for the other's CID, would otherwise wait
+//! for each other. A drain that needs a lent CID borrows it instead of waiting
+//! ([`with_exact_slot`]): the lender touches no slot through a lent lease while it waits,
+//! and every other thread is kept off the CID by the lender's lease, so the borrower has the
+//! slot to itself. Borrowers hold their own structure's drain lock, so two borrowers of one
+//! CID work on different structures, i.e. different words, and a lender that holds a drain
+//! lock never sees its own structure's slot borrowed. Invariants:
+//!
+//! * a lease is lent only by its holder, only while that thread waits (for a drain lock, or
+//!   for a CID under one);
+//! * a lent lease is borrowed only by a thread that holds a drain lock, for one slot of that
+//!   lock's structure, and the lender resumes only after every borrow of it ended;
+//! * a structure never takes its own drain lock inside its own per-slot operation (a drain
+//!   called from inside another structure's lease is the case handled here).
+//!
+//! A thread holding more than `CidAllocator`'s tracked number of leases (8) cannot lend the
+//! ones beyond it: a drain waiting for those still waits for the holder.
 
 use crate::index::CidAllocator;
 use crate::ops::Access;
 use crate::rseq::membarrier;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
+
+/// Serialises a structure's drains (or visits): a mutex whose waiters lend their leases to
+/// its holder (module docs, "Lock order").
+#[derive(Debug, Default)]
+pub(crate) struct DrainLock {
+    mutex: Mutex<()>,
+}
+
+/// A held [`DrainLock`]: what [`with_exact_slot`] and [`take_slots`] require.
+#[derive(Debug)]
+pub(crate) struct DrainGuard<'a> {
+    _held: MutexGuard<'a, ()>,
+}
+
+/// Leases lent by threads parked on a drain lock: `(allocator id, cid, borrows in progress)`.
+static LENT: Mutex<Vec<(u64, u32, u32)>> = Mutex::new(Vec::new());
+
+fn lent() -> MutexGuard<'static, Vec<(u64, u32, u32)>> {
+    LENT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl DrainLock {
+    pub(crate) const fn new() -> DrainLock {
+        DrainLock {
+            mutex: Mutex::new(()),
+        }
+    }
+
+    /// Takes the lock, waiting for the current holder; a caller holding leases lends them
+    /// while it waits (module docs).
+    pub(crate) fn lock(&self) -> DrainGuard<'_> {
+        if let Some(g) = self.try_lock() {
+            return g;
+        }
+        let lending = Lending::start();
+        let held = self.mutex.lock().unwrap_or_else(|e| e.into_inner());
+        // Take the leases back (once no drain is using them) before anything else runs.
+        drop(lending);
+        DrainGuard { _held: held }
+    }
+
+    /// Takes the lock if it is free.
+    pub(crate) fn try_lock(&self) -> Option<DrainGuard<'_>> {
+        match self.mutex.try_lock() {
+            Ok(g) => Some(DrainGuard { _held: g }),
+            Err(TryLockError::Poisoned(e)) => Some(DrainGuard {
+                _held: e.into_inner(),
+            }),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
+/// The calling thread's leases, lent while it waits (module docs, "Lock order"); taken back
+/// on drop, after every borrow of them ended.
+struct Lending {
+    mine: Vec<(u64, u32)>,
+}
+
+impl Lending {
+    fn start() -> Lending {
+        let mine = crate::index::leases_of_current_thread();
+        if !mine.is_empty() {
+            lent().extend(mine.iter().map(|&(a, c)| (a, c, 0)));
+        }
+        Lending { mine }
+    }
+}
+
+impl Drop for Lending {
+    fn drop(&mut self) {
+        if self.mine.is_empty() {
+            return;
+        }
+        // A borrow is one slot operation of another drain: wait for it to end.
+        let mut spins = 0u32;
+        loop {
+            {
+                let mut table = lent();
+                let busy = self
+                    .mine
+                    .iter()
+                    .any(|&(a, c)| table.iter().any(|&(ta, tc, n)| (ta, tc) == (a, c) && n > 0));
+                if !busy {
+                    for &(a, c) in &self.mine {
+                        if let Some(i) = table.iter().position(|&(ta, tc, _)| (ta, tc) == (a, c)) {
+                            table.swap_remove(i);
+                        }
+                    }
+                    return;
+                }
+            }
+            backoff(&mut spins);
+        }
+    }
+}
+
+/// A borrow of a lent lease, ended on drop.
+struct Borrow {
+    alloc: u64,
+    cid: u32,
+}
+
+impl Borrow {
+    fn try_new(alloc: &CidAllocator, cid: u32) -> Option<Borrow> {
+        let id = alloc.id();
+        let mut table = lent();
+        let e = table.iter_mut().find(|e| (e.0, e.1) == (id, cid))?;
+        e.2 += 1;
+        Some(Borrow { alloc: id, cid })
+    }
+}
+
+impl Drop for Borrow {
+    fn drop(&mut self) {
+        let mut table = lent();
+        if let Some(e) = table
+            .iter_mut()
+            .find(|e| (e.0, e.1) == (self.alloc, self.cid))
+        {
+            e.2 -= 1;
+        }
+    }
+}
+
+fn backoff(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
 
 /// Counters of a structure's drains, for its stats view.
 #[derive(Debug, Default)]
@@ -75,9 +239,11 @@ const FENCE_ATTEMPTS: u32 = 3;
 /// `lock`) to `take(s, value)`, and leaves the word 0.
 ///
 /// `lock` must be a bit no legitimate value of the word uses, and every per-slot operation
-/// on these words must fail when it is set. Callers serialise drains of one structure
-/// (two drainers could otherwise both see their lock bit and take the same value).
+/// on these words must fail when it is set. Drains of one structure are serialised by its
+/// [`DrainLock`], held (`_serialised`): two drainers could otherwise both see their lock bit
+/// and take the same value.
 pub(crate) fn take_slots<'a>(
+    serialised: &DrainGuard<'_>,
     access: Access,
     slots: impl Iterator<Item = usize> + Clone,
     word: impl Fn(usize) -> &'a AtomicU64,
@@ -86,6 +252,7 @@ pub(crate) fn take_slots<'a>(
     take: impl FnMut(usize, u64),
 ) -> Result<(), FenceFailed> {
     take_slots_with(
+        serialised,
         access,
         slots,
         word,
@@ -97,7 +264,9 @@ pub(crate) fn take_slots<'a>(
 }
 
 /// [`take_slots`] with the fence as a parameter (tests inject failures).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn take_slots_with<'a>(
+    serialised: &DrainGuard<'_>,
     access: Access,
     slots: impl Iterator<Item = usize> + Clone,
     word: impl Fn(usize) -> &'a AtomicU64,
@@ -113,7 +282,9 @@ pub(crate) fn take_slots_with<'a>(
                 if word(s).load(Ordering::Relaxed) == 0 {
                     continue;
                 }
-                let v = with_exact_slot(alloc, s as u32, || word(s).swap(0, Ordering::Acquire));
+                let v = with_exact_slot(serialised, alloc, s as u32, || {
+                    word(s).swap(0, Ordering::Acquire)
+                });
                 if v != 0 {
                     counters.slots_taken.fetch_add(1, Ordering::Relaxed);
                     take(s, v);
@@ -164,23 +335,38 @@ pub(crate) fn take_slots_with<'a>(
     }
 }
 
-/// Runs `op` with exclusive access to CID `cid` of `alloc`: under an exact lease, or
-/// directly when the calling thread already holds that CID (waiting would wait for itself).
-pub(crate) fn with_exact_slot<R>(alloc: &CidAllocator, cid: u32, op: impl FnOnce() -> R) -> R {
+/// Runs `op` with exclusive access to CID `cid` of `alloc`, for one slot of the structure
+/// whose drain lock the caller holds: under an exact lease, directly when the calling thread
+/// already holds that CID (waiting would wait for itself), or by borrowing it from a holder
+/// parked on a drain lock (module docs, "Lock order"; waiting could wait for ever).
+pub(crate) fn with_exact_slot<R>(
+    _serialised: &DrainGuard<'_>,
+    alloc: &CidAllocator,
+    cid: u32,
+    op: impl FnOnce() -> R,
+) -> R {
     let mut spins = 0u32;
+    // Once the wait is more than a moment, the caller lends its own leases while it waits:
+    // the CID's holder may be a drain that waits for one of them (module docs).
+    let mut lending: Option<Lending> = None;
     loop {
+        // The leases come back only after `op` and after our own borrow ended (`drop` order
+        // of the locals: the borrow before `lending`): two drains may be borrowing from
+        // each other, and each waits for the other's borrow to end when it takes its own
+        // leases back.
         if let Some(_lease) = alloc.try_acquire_exact(cid) {
             return op();
         }
         if alloc.held_by_current_thread(cid) {
             return op();
         }
-        spins += 1;
-        if spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
+        if let Some(_borrow) = Borrow::try_new(alloc, cid) {
+            return op();
         }
+        if spins >= 64 && lending.is_none() {
+            lending = Some(Lending::start());
+        }
+        backoff(&mut spins);
     }
 }
 
@@ -196,7 +382,9 @@ mod tests {
         let words: Vec<AtomicU64> = [5u64, 0, 7].into_iter().map(AtomicU64::new).collect();
         let counters = DrainCounters::new();
         let mut taken = Vec::new();
+        let lock = DrainLock::new();
         let r = take_slots_with(
+            &lock.lock(),
             Access::Rseq(IndexMode::CpuId),
             0..words.len(),
             |s| &words[s],
@@ -213,6 +401,7 @@ mod tests {
         // A fence that works once the kernel agrees again: everything is taken.
         let mut calls = 0;
         let r = take_slots_with(
+            &lock.lock(),
             Access::Rseq(IndexMode::CpuId),
             0..words.len(),
             |s| &words[s],
@@ -240,6 +429,7 @@ mod tests {
         let counters = DrainCounters::new();
         let mut taken = 0;
         take_slots(
+            &DrainLock::new().lock(),
             Access::Lease(alloc),
             0..4,
             |s| &words[s],

@@ -28,6 +28,9 @@ pub struct Status {
     pub node_id: bool,
     /// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` is available.
     pub membarrier_rseq: bool,
+    /// What became of the membarrier registration before `main` (opt-outs:
+    /// `PERCID_EARLY_MEMBARRIER=0`, the `no-early-membarrier` feature).
+    pub early_membarrier: crate::rseq::membarrier::EarlyRegistration,
     /// This build has critical sections in assembly for this architecture.
     pub critical_sections: bool,
     /// Structures use rseq critical sections (registration works, the architecture has
@@ -57,6 +60,7 @@ pub fn status() -> Status {
         mm_cid: mm_cid_available(),
         node_id: node_id_available(),
         membarrier_rseq: crate::rseq::membarrier::rseq_fence_supported(),
+        early_membarrier: crate::rseq::membarrier::early_registration(),
         critical_sections: crate::rseq::arch::HAS_CRITICAL_SECTIONS,
         rseq_in_use: rseq_usable(),
         default_index,
@@ -101,6 +105,7 @@ impl fmt::Display for Status {
         writeln!(f, "node_id:             {}", yes(self.node_id))?;
         writeln!(f, "mm_cid:              {}", yes(self.mm_cid))?;
         writeln!(f, "membarrier rseq:     {}", yes(self.membarrier_rseq))?;
+        writeln!(f, "membarrier register: {}", self.early_membarrier)?;
         writeln!(
             f,
             "critical sections:   {}",

@@ -6,12 +6,17 @@
 //!
 //! Prints (as Markdown tables, quoted in the README): the fitted parameters of three fits
 //! (both rows, `8c-1l3` only, `192c-24l3` only), the error of every published cell under
-//! each, the preset's predictions with 10th-90th percentile intervals for all four
-//! configurations, and a one-at-a-time sensitivity table of the speedups.
+//! each, the leave-one-out calibration of the intervals ([`percid_burst::conformal`]: scores,
+//! quantiles, coverage), the preset's predictions with raw 10th-90th percentile and calibrated
+//! intervals for all four configurations, which parameter known exactly would shrink the widest
+//! calibrated interval most (and whether `percid-burst calibrate` measures it), and a
+//! one-at-a-time sensitivity table of the speedups.
 
+use percid_burst::calibrate;
+use percid_burst::conformal::{self, Quantity};
 use percid_burst::fit::{self, Cell, FITTED, PUBLISHED, Traces, WITHHELD};
 use percid_burst::machine::MachineDescription;
-use percid_burst::{BurstError, CostModel, percentile_interval};
+use percid_burst::{BurstError, CostModel};
 
 const CONFIGS: &[&str] = &["8c-1l3", "192c-24l3", "24c-24l3", "384t-24l3"];
 const DELAYS: &[u64] = &[200, 10];
@@ -31,6 +36,15 @@ fn errors_table(title: &str, model: &CostModel, traces: &Traces, cells: &[Cell])
         );
     }
     println!("\nworst factor: {worst:.2}");
+}
+
+/// A value as printed: ns per pass without decimals, speedups with two.
+fn fmt_v(p: &conformal::Prediction, v: f64) -> String {
+    if p.quantity.is_speedup() {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 fn ratio_cells(model: &CostModel, traces: &Traces, config: &str, delay: u64) -> Option<(f64, f64)> {
@@ -120,47 +134,208 @@ fn main() -> Result<(), BurstError> {
         }
     }
 
+    // Calibrated intervals: leave one configuration out, conformal widening.
+    let loo = conformal::leave_one_out(&preset, &traces, SEED)?;
     println!(
-        "\n## Predictions of the preset, central [10th-90th percentile over {} draws, seed {SEED}]\n",
+        "\n## Calibrated intervals: leave one configuration out (fit on one row from the prior, predict the other)\n"
+    );
+    println!(
+        "Score: how far the published value lies beyond the raw [p10-p90] of the fit that did not see it, ln scale (negative: inside).\n"
+    );
+    println!(
+        "| fold | cell | measured | central | raw [p10-p90] | score | calibrated (other fold) | high/low |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (i, f) in loo.folds.iter().enumerate() {
+        let other: Vec<f64> = loo.folds[1 - i].scores(false);
+        let other_s: Vec<f64> = loo.folds[1 - i].scores(true);
+        let qc = conformal::conformal_quantile(&other, conformal::NOMINAL);
+        let qs = conformal::conformal_quantile(&other_s, conformal::NOMINAL);
+        for (p, m) in &f.predictions {
+            let q = if p.quantity.is_speedup() { qs } else { qc };
+            let (lo, hi) = p.calibrated(q.as_ref());
+            println!(
+                "| {} -> {} | {} ms {} | {} | {} | [{}-{}] | {:+.2} | [{}-{}] | {:.2} |",
+                f.fitted_on,
+                f.predicted,
+                p.delay_ms,
+                p.quantity.name(),
+                fmt_v(p, *m),
+                fmt_v(p, p.central),
+                fmt_v(p, p.low),
+                fmt_v(p, p.high),
+                conformal::score(*m, p.low, p.high),
+                fmt_v(p, lo),
+                fmt_v(p, hi),
+                hi / lo
+            );
+        }
+    }
+    let show_q = |name: &str, q: Option<&conformal::Quantile>| match q {
+        Some(q) => println!(
+            "* {name}: {} leave-one-out scores, quantile = the rank-{} score = {:+.3} (widening x{:.2} each way); nominal {:.0}%, guaranteed {:.1}% if exchangeable (k/(n+1)), at most {:.1}% with {} scores",
+            q.n,
+            q.k,
+            q.log_widen,
+            q.factor(),
+            q.nominal * 100.0,
+            q.guaranteed() * 100.0,
+            q.best_achievable() * 100.0,
+            q.n
+        ),
+        None => println!("* {name}: too few scores for the nominal rate: raw intervals kept"),
+    };
+    println!("\nCalibration from both folds (used for the predictions below):\n");
+    show_q("cells (ns per pass)", loo.cells.as_ref());
+    show_q("speedups (legacy/local, cpu/local)", loo.speedups.as_ref());
+    let (rc, rs) = loo.raw_coverage();
+    let (ic, is) = loo.in_sample_coverage();
+    let (cc, cs) = loo.cross_coverage();
+    println!("\nCoverage of the published values under leave-one-out:\n");
+    println!("| intervals | cells inside | speedups inside |");
+    println!("|---|---:|---:|");
+    println!(
+        "| raw [p10-p90] | {}/{} | {}/{} |",
+        rc.inside, rc.total, rs.inside, rs.total
+    );
+    println!(
+        "| calibrated, widening from the other fold only (out of sample) | {}/{} | {}/{} |",
+        cc.inside, cc.total, cs.inside, cs.total
+    );
+    println!(
+        "| calibrated, widening from both folds (in sample: at least k of n by construction) | {}/{} | {}/{} |",
+        ic.inside, ic.total, is.inside, is.total
+    );
+
+    println!(
+        "\n## Predictions of the preset, central [raw 10th-90th percentile over {} draws, seed {SEED}] {{calibrated}}\n",
         preset.draws
     );
+    let preds = conformal::predictions(&preset, &traces, CONFIGS, DELAYS, SEED)?;
     println!("| configuration | delay | cpu | legacy | cache-local | legacy/local | cpu/local |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for &config in CONFIGS {
         for &d in DELAYS {
-            let draws = |i: &str| {
-                let central = traces.predict(&preset, config, d, i).unwrap_or(f64::NAN);
-                let draws = traces
-                    .draw_means(&preset, config, d, i, SEED)
-                    .unwrap_or_default();
-                (central, draws)
-            };
-            let (c, cd) = draws("cpu");
-            let (g, gd) = draws("user-legacy");
-            let (l, ld) = draws("mmcid");
-            let cell = |x: f64, xs: &[f64]| {
-                let (lo, hi) = percentile_interval(x, xs).unwrap_or((x, x));
-                format!("{x:.0} [{lo:.0}-{hi:.0}]")
-            };
-            let ratio = |x: f64, xs: &[f64], y: f64, ys: &[f64]| {
-                let r: Vec<f64> = xs.iter().zip(ys).map(|(a, b)| a / b).collect();
-                let (lo, hi) = percentile_interval(x / y, &r).unwrap_or((x / y, x / y));
-                format!("{:.2} [{lo:.2}-{hi:.2}]", x / y)
-            };
             let mark = if WITHHELD.contains(&config) {
                 " (withheld)"
             } else {
                 ""
             };
-            println!(
-                "| {config}{mark} | {d} ms | {} | {} | {} | {} | {} |",
-                cell(c, &cd),
-                cell(g, &gd),
-                cell(l, &ld),
-                ratio(g, &gd, l, &ld),
-                ratio(c, &cd, l, &ld)
-            );
+            let mut cols = Vec::new();
+            for q in [
+                Quantity::Cell("cpu"),
+                Quantity::Cell("user-legacy"),
+                Quantity::Cell("mmcid"),
+                Quantity::LegacyOverLocal,
+                Quantity::CpuOverLocal,
+            ] {
+                let p = preds
+                    .iter()
+                    .find(|p| p.config == config && p.delay_ms == d && p.quantity == q)
+                    .expect("every prediction is computed");
+                let (lo, hi) = loo.interval(p);
+                cols.push(format!(
+                    "{} [{}-{}] {{{}-{}}}",
+                    fmt_v(p, p.central),
+                    fmt_v(p, p.low),
+                    fmt_v(p, p.high),
+                    fmt_v(p, lo),
+                    fmt_v(p, hi)
+                ));
+            }
+            println!("| {config}{mark} | {d} ms | {} |", cols.join(" | "));
         }
+    }
+    let ratios: Vec<f64> = preds
+        .iter()
+        .map(|p| {
+            let (lo, hi) = loo.interval(p);
+            hi / lo
+        })
+        .collect();
+    let wide = ratios.iter().filter(|r| **r > 3.0).count();
+    let widest = preds
+        .iter()
+        .zip(&ratios)
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .expect("predictions");
+    println!(
+        "\ncalibrated high/low: at most 3 for {} of {} predictions; widest {:.2} ({} {} ms {})",
+        ratios.len() - wide,
+        ratios.len(),
+        widest.1,
+        widest.0.config,
+        widest.0.delay_ms,
+        widest.0.quantity.name()
+    );
+
+    // Which figure, measured (range pinned to its central value), shrinks the widest
+    // calibrated withheld interval most.
+    let widest_withheld = preds
+        .iter()
+        .filter(|p| WITHHELD.contains(&p.config))
+        .max_by(|a, b| {
+            let r = |p: &conformal::Prediction| {
+                let (lo, hi) = loo.interval(p);
+                hi / lo
+            };
+            r(a).total_cmp(&r(b))
+        })
+        .expect("withheld predictions");
+    let (wlo, whi) = loo.interval(widest_withheld);
+    println!(
+        "\n## What a measurement would shrink: the widest calibrated withheld interval, {} {} ms {} ({}-{}, high/low {:.2}), with one parameter known exactly (its range pinned to the central value)\n",
+        widest_withheld.config,
+        widest_withheld.delay_ms,
+        widest_withheld.quantity.name(),
+        fmt_v(widest_withheld, wlo),
+        fmt_v(widest_withheld, whi),
+        whi / wlo
+    );
+    println!("| parameter | `calibrate` measures it | calibrated interval | high/low |");
+    println!("|---|---|---:|---:|");
+    let mut rows = Vec::new();
+    for name in preset.ranges.keys() {
+        let mut m = preset.clone();
+        let v = m.param(name).unwrap_or(f64::NAN);
+        if let Some(r) = m.ranges.get_mut(name) {
+            // A degenerate range keeps the draws of every other parameter unchanged.
+            *r = [v, v];
+        }
+        let p = conformal::predictions(
+            &m,
+            &traces,
+            &[widest_withheld.config],
+            &[widest_withheld.delay_ms],
+            SEED,
+        )?
+        .into_iter()
+        .find(|p| p.quantity == widest_withheld.quantity)
+        .expect("the same prediction");
+        let (lo, hi) = loo.interval(&p);
+        rows.push((hi / lo, name.clone(), lo, hi, p));
+    }
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (r, name, lo, hi, p) in &rows {
+        let measured = if calibrate::MEASURABLE.contains(&name.as_str()) {
+            "yes"
+        } else {
+            "no"
+        };
+        println!(
+            "| `{name}` | {measured} | {}-{} | {r:.2} |",
+            fmt_v(p, *lo),
+            fmt_v(p, *hi)
+        );
+    }
+    if let Some((r, name, ..)) = rows
+        .iter()
+        .find(|r| calibrate::MEASURABLE.contains(&r.1.as_str()))
+    {
+        println!(
+            "\nThe measured figure that shrinks it most: `{name}` (high/low {:.2} -> {r:.2}).",
+            whi / wlo
+        );
     }
 
     println!(

@@ -68,6 +68,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Print a machine's topology and its benchmark configurations
     Topology(TopologyArgs),
+    /// Measure this machine's cost-model figures and write a --describe file
+    Calibrate(CalibrateArgs),
 }
 
 fn count(
@@ -268,6 +270,24 @@ pub struct TopologyArgs {
     pub json: bool,
 }
 
+/// `percid-burst calibrate`'s options (see [`crate::calibrate`]).
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// The machine description to write (`-` for stdout); an existing file is replaced
+    /// atomically
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Smaller buffers, fewer repetitions and sleeps: under 5 s (default: under 30 s)
+    #[arg(long)]
+    pub quick: bool,
+    /// The preset whose figures are kept for what cannot be measured here
+    #[arg(long, value_name = "PRESET", default_value = "epyc-9654")]
+    pub base: String,
+    /// Measure even in a debug build (its figures are not the machine's; for tests)
+    #[arg(long)]
+    pub allow_debug: bool,
+}
+
 /// The command: parses `args` (without the program name), runs the command, and returns the
 /// exit status (see the [module docs](self)).
 pub fn cli_main<I, S>(args: I) -> i32
@@ -297,6 +317,7 @@ where
         Some(Command::Report(args)) => ("report", report_command(args)),
         Some(Command::Compare(args)) => ("compare", compare_command(args)),
         Some(Command::Topology(args)) => ("topology", crate::topology_cmd::run(args)),
+        Some(Command::Calibrate(args)) => ("calibrate", crate::calibrate::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -169,6 +169,7 @@
 //! `distinct_slots` are over all runs; `per_run` holds each run's figures, from which the
 //! others are rebuilt exactly.
 
+pub mod calibrate;
 mod harness;
 mod interrupt;
 pub mod model;
@@ -195,8 +196,8 @@ pub use harness::{estimate_with_warmup, run_real, run_real_with, unavailable_rea
 pub use interrupt::{Interrupt, SIGINT, SIGTERM, exit_status, signal_name};
 pub use model::{
     Bandwidth, COST_MODEL_FORMAT, COST_MODEL_FORMAT_V1, CostModel, Idle, Latencies, LineSource,
-    LinesInFlight, ModelError, PARAMS, RunTrace, fit, percentile_interval, run_draws, run_interval,
-    simulate_run, trace_run,
+    LinesInFlight, ModelError, PARAMS, RunTrace, conformal, fit, percentile_interval, run_draws,
+    run_interval, simulate_run, trace_run,
 };
 pub use options::{
     DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,

@@ -105,7 +105,7 @@ pub struct BatchedCounter {
     orphan_policy: OrphanPolicy,
     orphans: OrphanCounters,
     /// Serialises reaps (see `remote::take_slots`).
-    reaping: std::sync::Mutex<()>,
+    reaping: remote::DrainLock,
 }
 
 /// The default batch of [`BatchedCounter::default`].
@@ -187,7 +187,7 @@ impl BatchedCounter {
             batch,
             orphan_policy: OrphanPolicy::DEFAULT.reap_every(REAP_EVERY_FOLDS),
             orphans: OrphanCounters::new(),
-            reaping: std::sync::Mutex::new(()),
+            reaping: remote::DrainLock::new(),
         }
     }
 
@@ -335,7 +335,7 @@ impl BatchedCounter {
             return Reaped::default();
         };
         let nr_slots = self.deltas.nr_slots();
-        let _serialised = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
+        let serialised = self.reaping.lock();
         let test = OrphanTest::new(access, nr_slots);
         let candidates: Vec<usize> = (0..nr_slots)
             .filter(|&s| bits[s / 64].load(Ordering::Relaxed) & (1 << (s % 64)) != 0)
@@ -352,6 +352,7 @@ impl BatchedCounter {
         }
         let (mut moved, mut slots) = (0i64, 0usize);
         let r = remote::take_slots(
+            &serialised,
             access,
             candidates.iter().copied(),
             |s| self.deltas.get(s).expect("slot below nr_slots"),

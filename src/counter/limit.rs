@@ -80,7 +80,6 @@ use crate::pool::{Pool, PoolError};
 use crate::remote::{self, DrainCounters};
 use crate::util::CachePadded;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 const LOCK: u64 = 1 << 63;
@@ -171,7 +170,7 @@ pub struct Limit {
     /// Drains finished.
     drain_gen: AtomicU64,
     /// Serialises drains (see `remote::take_slots`).
-    draining: Mutex<()>,
+    draining: remote::DrainLock,
     counters: DrainCounters,
     refused: AtomicU64,
     drains_skipped: AtomicU64,
@@ -217,7 +216,7 @@ impl Limit {
             batch: if batch < LOCK - 1 { batch } else { LOCK - 1 },
             stocked: CachePadded(AtomicBool::new(false)),
             drain_gen: AtomicU64::new(0),
-            draining: Mutex::new(()),
+            draining: remote::DrainLock::new(),
             counters: DrainCounters::new(),
             refused: AtomicU64::new(0),
             drains_skipped: AtomicU64::new(0),
@@ -318,11 +317,11 @@ impl Limit {
         // Headroom may sit in other slots' stock: drain it, once for every charge refused
         // at this moment, and only if some slot may hold stock.
         {
-            let _serialised = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            let serialised = self.draining.lock();
             if self.drain_gen.load(Ordering::Acquire) == gen_before
                 && self.stocked.load(Ordering::SeqCst)
             {
-                self.drain_locked();
+                self.drain_locked(&serialised);
             } else {
                 self.drains_skipped.fetch_add(1, Ordering::Relaxed);
             }
@@ -394,14 +393,15 @@ impl Limit {
         let access = self.stock.access()?;
         let nr_slots = self.stock.nr_slots();
         let hi = self.max_stocked.load(Ordering::Acquire).min(nr_slots);
-        let _serialised = if wait {
-            self.draining.lock().unwrap_or_else(|e| e.into_inner())
+        let serialised = if wait {
+            self.draining.lock()
         } else {
-            self.draining.try_lock().ok()?
+            self.draining.try_lock()?
         };
         let mut moved = 0u64;
         // A refused fence leaves the locked slots' stock in place (counted as a failure).
         let slots = orphans::take_orphans(
+            &serialised,
             access,
             nr_slots,
             hi,
@@ -417,12 +417,12 @@ impl Limit {
 
     /// Returns every slot's stock to the shared usage.
     pub fn drain(&self) {
-        let _serialised = self.draining.lock().unwrap_or_else(|e| e.into_inner());
-        self.drain_locked();
+        let serialised = self.draining.lock();
+        self.drain_locked(&serialised);
     }
 
     /// [`drain`](Self::drain) with the drain mutex held.
-    fn drain_locked(&self) {
+    fn drain_locked(&self, serialised: &remote::DrainGuard<'_>) {
         // Cleared before looking: a stock put after this sets it again.
         self.stocked.store(false, Ordering::SeqCst);
         self.max_stocked.store(0, Ordering::SeqCst);
@@ -430,6 +430,7 @@ impl Limit {
             let mut drained = 0u64;
             // On a refused fence the locked slots keep their stock: the hint stays set.
             if remote::take_slots(
+                serialised,
                 access,
                 0..self.stock.nr_slots(),
                 |s| self.stock.get(s).expect("slot below nr_slots"),

@@ -28,6 +28,7 @@
 
 pub mod user_cid;
 
+pub(crate) use user_cid::leases_of_current_thread;
 pub use user_cid::{AllocatorConfig, CidAllocator, CidLease, Policy};
 
 use crate::rseq;

@@ -62,9 +62,15 @@
 //!
 //! The first use in the process computes the process-wide facts (`dlsym`, environment,
 //! `OnceLock`): not async-signal-safe. The first use on a thread registers it: one `rseq`
-//! syscall plus thread-local bookkeeping, safe against nesting from a signal handler once the
-//! process-wide facts exist. Call [`register_current_thread`] early on a thread whose signal
-//! handlers use percid.
+//! syscall plus thread-local bookkeeping, run with every signal blocked (two
+//! `pthread_sigmask` calls, once per thread). A handler that uses percid therefore never runs
+//! inside the sequence: without the block it would write a fresh area over the one the
+//! kernel had just registered and filled in (`cpu_id` -1 and `mm_cid` 0 until the next
+//! preemption, so mm_cid structures would commit on slot 0 while its owner runs elsewhere).
+//! Once the block is in place the sequence checks again whether a handler that ran just
+//! before initialised the thread, and never rewrites a registered area. Call
+//! [`register_current_thread`] early on a thread whose signal handlers use percid all the
+//! same: the process-wide facts must exist before a handler's first use.
 
 use super::abi::{self, RseqArea};
 use std::cell::{Cell, UnsafeCell};
@@ -387,6 +393,15 @@ pub fn register_current_thread() -> bool {
 #[inline(never)]
 fn init_thread() -> *const RseqArea {
     let p = process();
+    // The registration sequence (decide, write our area, `rseq`, record) runs with every
+    // signal blocked: a handler that used percid inside it would run the sequence again and
+    // write a fresh area over the one the kernel already has (module docs, "Signals").
+    let _blocked = SignalsBlocked::new();
+    // A handler that ran before the block may have initialised the thread already.
+    let current = area_raw();
+    if !ptr::eq(current, &raw const UNINIT) {
+        return current;
+    }
     let area = match p.forced {
         Some(reason) => {
             let _ = owner_cell().set(Owner::None(reason));
@@ -402,6 +417,32 @@ fn init_thread() -> *const RseqArea {
     }
     AREA.with(|a| a.set(area));
     area
+}
+
+/// Every signal blocked on the calling thread for the guard's life (the previous mask is
+/// restored on drop). Signals sent meanwhile stay pending and are delivered after.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        // SAFETY: sigset_t is plain data that sigfillset/pthread_sigmask initialise; both
+        // pointers are valid for the calls. SIGKILL/SIGSTOP are left unblocked by the kernel.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` on this same thread (the guard is a local
+        // of `init_thread`, never moved to another thread).
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, ptr::null_mut()) };
+    }
 }
 
 /// This thread's own area, marked failed (the kernel does not maintain it).
@@ -446,9 +487,14 @@ fn own_area(p: &Process) -> *const RseqArea {
         return failed_area();
     }
     let area = OWN_AREA.with(|own| own.0.get());
+    if OWN_REGISTERED.with(Cell::get) {
+        // Registered already: never rewrite an area the kernel maintains.
+        return area;
+    }
     let len = own_registration_len();
-    // SAFETY: not registered yet: nobody else writes it. The kernel expects an area in its
-    // initial state.
+    // SAFETY: not registered yet (checked just above, with signals blocked so that no
+    // handler registers it meanwhile): nobody else writes it. The kernel expects an area in
+    // its initial state.
     unsafe { ptr::write_volatile(area, RseqArea::new()) };
     // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
     // long, valid until the thread exits (it is never unregistered but by prepare_unload).
@@ -487,10 +533,14 @@ fn own_registration_succeeded(rc: i64, errno: i32) -> bool {
 ///   last critical section, inside the unloaded code's `__rseq_cs` section (the kernel reads
 ///   it at the thread's next preemption and kills the thread if it is no longer mapped);
 /// * if percid registered this thread's area itself, unregisters it (the area lives in the
-///   unloaded library's thread-local storage) and marks the thread as having no registration.
+///   unloaded library's thread-local storage);
+/// * with either registration, points the thread at its own area marked failed, so that every
+///   later percid operation on this thread takes its structure's overflow path and never arms
+///   `rseq_cs` again (with glibc's registration the area stays registered, it is glibc's, but
+///   percid no longer uses it on this thread).
 ///
 /// Every thread that ran a percid critical section must call it (or have exited) before the
-/// unload. With glibc's registration the area stays registered (it is glibc's).
+/// unload.
 ///
 /// # Safety
 ///
@@ -501,13 +551,14 @@ fn own_registration_succeeded(rc: i64, errno: i32) -> bool {
 ///
 /// [`Current`]: crate::ops::Current
 pub unsafe fn prepare_unload() {
-    let a = area_raw();
-    if ptr::eq(a, &raw const UNINIT) {
-        return; // never used here: nothing to clear
-    }
-    // SAFETY: `a` is this thread's area (glibc's, ours or ours marked failed), writable at
-    // `rseq_cs` by this thread; no critical section is running (caller's contract). The
-    // store is a single aligned 8-byte store, as the kernel expects of user space.
+    // Initialise first if the thread never used percid: the process mode is then decided,
+    // and the thread ends up below on its "failed" area like every other unloaded thread
+    // (an operation after this call must not register and arm `rseq_cs` afterwards).
+    let a = area();
+    // SAFETY: `a` is this thread's area (glibc's, ours or ours marked failed; never the
+    // read-only sentinel, `area` initialised the thread), writable at `rseq_cs` by this
+    // thread; no critical section is running (caller's contract). The store is a single
+    // aligned 8-byte store, as the kernel expects of user space.
     unsafe { ptr::write_volatile(&raw mut (*(a as *mut RseqArea)).rseq_cs, 0) };
     if OWN_REGISTERED.with(Cell::get) {
         let own = OWN_AREA.with(|own| own.0.get());
@@ -516,10 +567,15 @@ pub unsafe fn prepare_unload() {
         let rc = unsafe { rseq_syscall(own, own_registration_len(), abi::RSEQ_FLAG_UNREGISTER) };
         debug_assert_eq!(rc, 0, "rseq unregister failed");
         OWN_REGISTERED.with(|r| r.set(false));
-        // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): mark it
-        // failed, so that a section comparing mm_cid with 0 cannot commit unprotected.
-        AREA.with(|c| c.set(failed_area()));
+        // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): marked
+        // failed below, so that a section comparing mm_cid with 0 cannot commit unprotected.
     }
+    // From now on the thread's area is its own area marked failed, whatever the
+    // registration: every operation reads an index beyond its slots there and takes the
+    // overflow path, and a critical section run on it by mistake stores `rseq_cs` into this
+    // thread-local memory, which the kernel never reads. glibc's area (still registered, it
+    // is glibc's) is no longer reached, so nothing arms its `rseq_cs` into the library again.
+    AREA.with(|c| c.set(failed_area()));
 }
 
 /// The thread pointer (`%fs` base on x86_64, `tpidr_el0` on aarch64).

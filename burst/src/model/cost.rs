@@ -339,7 +339,7 @@ impl CostModel {
     /// * `idle.clock_factor` in (0, 1]; times and latencies positive; ranges contain their
     ///   central value.
     ///
-    /// With these, every pass lies between the all-L1 time and the all-lines-serial-DRAM time
+    /// With these, every pass lies between the every-line-at-its-cheapest time and the all-lines-serial-DRAM time
     /// ([`CostModel::pass_bounds`]), which the simulator checks for every pass it costs.
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.format != COST_MODEL_FORMAT {
@@ -548,11 +548,19 @@ impl CostModel {
             .max(self.supply_ns_at(source, owner_idle_ns))
     }
 
-    /// The bounds of a pass of `lines` lines: all lines in L1 at the steady clock, and all
-    /// lines missed one after another to the slowest DRAM at the slowest clock.
+    /// The bounds of a pass of `lines` lines: every line at the cheapest cost any source can
+    /// have (the steady clock, an owner idle for no time), and all lines missed one after
+    /// another to the slowest DRAM at the slowest clock.
+    ///
+    /// The low bound is not `lines x l1`: a streaming loop overlaps its L1 hits, so a line can
+    /// cost less than one dependent L1 load (a vectorised increment measured by `calibrate`).
     pub fn pass_bounds(&self, lines: usize) -> (f64, f64) {
         let n = lines as f64;
-        let low = self.pass_overhead_ns + n * self.core_ns_per_line.max(self.latency_ns.l1);
+        let cheapest = LineSource::ALL
+            .iter()
+            .map(|&s| self.line_ns_at(s, 0, 0))
+            .fold(f64::INFINITY, f64::min);
+        let low = self.pass_overhead_ns + n * cheapest;
         let high = self.pass_overhead_ns
             + n * self
                 .core_ns(u64::MAX)

@@ -107,7 +107,7 @@ impl RunTrace {
                 return Err(BurstError::Model(super::ModelError::Bound {
                     field: "(a simulated pass)".into(),
                     bound: format!(
-                        "{ns:.1} ns is outside [{low:.1}, {high:.1}] (all lines in L1 .. all lines serial DRAM misses)"
+                        "{ns:.1} ns is outside [{low:.1}, {high:.1}] (every line at its cheapest .. all lines serial DRAM misses)"
                     ),
                 }));
             }

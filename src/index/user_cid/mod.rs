@@ -177,6 +177,7 @@ use std::time::Duration;
 
 pub(crate) use clock::now_ns as coarse_now_ns;
 pub use deterministic::{DeterministicAllocator, DeterministicConfig};
+pub(crate) use real::leases_of_current_thread;
 pub use real::{CidAllocator, CidLease, GLOBAL_STAMP_INTERVAL};
 
 /// The default expiry period of a CPU's kept CID: 100 ms, as in the kernel.

@@ -211,6 +211,11 @@ impl CidAllocator {
         held::contains(self.shared.id, cid)
     }
 
+    /// The allocator's process-unique number (the key of [`leases_of_current_thread`]).
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
+    }
+
     /// The allocation policy.
     pub fn policy(&self) -> Policy {
         self.shared.core.policy()
@@ -405,4 +410,20 @@ pub(super) mod held {
     pub(super) fn contains(alloc: u64, cid: u32) -> bool {
         HELD.with(|h| (0..h.len.get()).any(|i| h.entries[i].get() == (alloc, cid)))
     }
+
+    /// The tracked leases of this thread, `(allocator id, cid)`, in no particular order.
+    pub(super) fn snapshot() -> Vec<(u64, u32)> {
+        HELD.with(|h| {
+            (0..h.len.get())
+                .map(|i| h.entries[i].get())
+                .filter(|&e| e != HOLE)
+                .collect()
+        })
+    }
+}
+
+/// The leases the calling thread holds (up to [`held::TRACKED`] of them), as `(allocator
+/// id, cid)`: what a thread that waits for a drain lock lends to drains (see `remote`).
+pub(crate) fn leases_of_current_thread() -> Vec<(u64, u32)> {
+    held::snapshot()
 }

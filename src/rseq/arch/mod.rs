@@ -17,7 +17,13 @@
 //! Only x86_64 has critical sections here ([`x86_64`], compiled under `cfg(percid_rseq_asm)`
 //! set by `build.rs`). Every other architecture, and every thread without rseq, uses the
 //! portable fallback in [`crate::ops`].
+//!
+//! Under `--cfg percid_tsan` (the ThreadSanitizer build of `.ci/run`) the sections also tell
+//! the sanitizer the ordering they provide (`tsan`); elsewhere those calls compile to
+//! nothing.
 
+#[cfg(percid_rseq_asm)]
+mod tsan;
 #[cfg(percid_rseq_asm)]
 pub mod x86_64;
 

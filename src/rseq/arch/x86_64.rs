@@ -41,6 +41,10 @@
 //! one aborts it every time); their sections carry the `R` (retain) flag so the linker's
 //! section garbage collection keeps them.
 //!
+//! Sections that compare (all but [`add`]) call `tsan::release` on their committing word
+//! before the section and `tsan::acquire` after a commit ([`list_pop`]: the acquire only):
+//! empty `#[inline(always)]` functions unless the sanitizer build sets `--cfg percid_tsan`.
+//!
 //! On x86 (TSO) every store has release semantics, so the "release" variants compile to the
 //! same code as the relaxed ones; the `asm!` blocks are compiler barriers for memory.
 //!
@@ -60,6 +64,7 @@
 //!   atomic loads (the committing stores are single aligned 8-byte stores).
 
 use super::Outcome;
+use super::tsan;
 use crate::rseq::abi::{RSEQ_SIG, RseqArea};
 use core::arch::asm;
 
@@ -171,6 +176,9 @@ pub unsafe fn compare_and_store(
     expect: u64,
     newv: u64,
 ) -> Outcome {
+    let v = base.wrapping_add(at);
+    // SAFETY: `v` is valid (the caller's contract); a no-op outside the sanitizer build.
+    unsafe { tsan::release(v) };
     // SAFETY: as in `add`; writes only `rseq_cs` and `*v` (the commit).
     unsafe {
         critical_section!(
@@ -192,6 +200,8 @@ pub unsafe fn compare_and_store(
             cmpfail = label { return Outcome::CompareFailed },
         );
     }
+    // SAFETY: as before the section; a no-op outside the sanitizer build.
+    unsafe { tsan::acquire(v) };
     Outcome::Committed
 }
 
@@ -273,6 +283,9 @@ pub unsafe fn list_pop(
         );
     }
     if ret == 0 {
+        // SAFETY: the head is valid (the caller's contract); a no-op outside the sanitizer
+        // build.
+        unsafe { tsan::acquire(base.wrapping_add(at)) };
         return (Outcome::Committed, node);
     }
     (not_committed(ret), node)
@@ -310,6 +323,9 @@ pub unsafe fn two_store(
     newv2: u64,
     newv: u64,
 ) -> Outcome {
+    let v = base.wrapping_add(at);
+    // SAFETY: `v` is valid (the caller's contract); a no-op outside the sanitizer build.
+    unsafe { tsan::release(v) };
     // SAFETY: as in `add`; writes `rseq_cs`, `*v2` (speculative) and `*v` (the commit).
     unsafe {
         critical_section!(
@@ -334,6 +350,8 @@ pub unsafe fn two_store(
             cmpfail = label { return Outcome::CompareFailed },
         );
     }
+    // SAFETY: as before the section; a no-op outside the sanitizer build.
+    unsafe { tsan::acquire(v) };
     Outcome::Committed
 }
 
@@ -362,6 +380,9 @@ pub unsafe fn memcpy_then_store(
     len: usize,
     newv: u64,
 ) -> Outcome {
+    let v = base.wrapping_add(at);
+    // SAFETY: `v` is valid (the caller's contract); a no-op outside the sanitizer build.
+    unsafe { tsan::release(v) };
     // SAFETY: as in `add`; writes `rseq_cs`, `dst[..len]` (speculative) and `*v` (the
     // commit). rdi/rsi/rcx are loaded inside the section and declared clobbered.
     unsafe {
@@ -394,5 +415,7 @@ pub unsafe fn memcpy_then_store(
             cmpfail = label { return Outcome::CompareFailed },
         );
     }
+    // SAFETY: as before the section; a no-op outside the sanitizer build.
+    unsafe { tsan::acquire(v) };
     Outcome::Committed
 }
