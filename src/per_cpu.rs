@@ -27,6 +27,14 @@
 //! thread without a slot, and [`try_init`](PerCpu::try_init) reports the error.
 //! [`PerCpu::in_pool`] allocates at once, from a given pool, and returns the error.
 //!
+//! Creation is claimed by one thread (a compare-exchange on the creator's thread token,
+//! then the tag goes `UNINIT`/`FAILED` -> `BUSY` -> access or `FAILED`); other threads wait
+//! for it. A signal handler that uses the handle while its own thread is inside that
+//! creation does not wait (the creation cannot go on until the handler returns): it sees
+//! its own token and takes the path of a thread without a slot (the structures' overflow
+//! paths). First use from a signal handler is otherwise not async-signal-safe (creation
+//! allocates and takes the pool's lock); use a handle once before relying on it there.
+//!
 //! # Updating a slot
 //!
 //! [`run`](PerCpu::run) enters the calling thread's slot, hands the closure a [`Current`]
@@ -103,6 +111,16 @@ use crate::index::{CidAllocator, Index};
 use crate::ops::{Access, Current};
 use crate::pool::{Pool, PoolError};
 use crate::rseq::{IndexMode, registration};
+
+/// A token of the calling thread, never 0: the address of a thread-local (distinct between
+/// live threads). Reading it is async-signal-safe (a constant-initialised thread-local
+/// without destructor is a plain TLS access).
+fn thread_token() -> usize {
+    std::thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| std::ptr::from_ref(t).addr())
+}
 
 /// Types that may be placed in pool slots by byte copy.
 ///
@@ -208,10 +226,16 @@ slot_safe_tuples!(
     (A, B, C, D, E, F, G, H),
 );
 
-/// Implements [`SlotSafe`] for a struct, checked: every listed field's type must be
-/// `SlotSafe`, the list must name the struct's fields with their types, and their sizes must
-/// add up to the struct's size (no padding). Write the struct `#[repr(C)]` so its layout is
-/// fixed.
+/// Implements [`SlotSafe`] for a struct, checked at compile time:
+///
+/// * the list names **every** field of the struct **exactly once** (it is used as an
+///   exhaustive destructuring pattern);
+/// * each field has **exactly** the listed type (no coercion: a `Box<u64>` or `&u64` field
+///   listed as `u64` is rejected), and that type is `SlotSafe`;
+/// * the struct has no drop glue (`needs_drop` is false: no `Drop` impl, no owning field);
+/// * the fields' sizes add up to the struct's size (no padding).
+///
+/// Write the struct `#[repr(C)]` so its layout is fixed.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -232,7 +256,9 @@ slot_safe_tuples!(
 /// assert!(stats.add(|s| &s.hits, 1));
 /// ```
 ///
-/// A struct with padding does not compile:
+/// Each of the following does not compile (the reason is in the comment).
+///
+/// A struct with padding (7 bytes after `flag`):
 ///
 /// ```compile_fail
 /// use std::sync::atomic::{AtomicU8, AtomicU64};
@@ -241,12 +267,63 @@ slot_safe_tuples!(
 /// percid::slot_safe!(Padded { flag: AtomicU8, count: AtomicU64 });
 /// ```
 ///
-/// Nor does a field that owns memory:
+/// A field that owns memory, listed with its own type (`String` is not `SlotSafe`):
 ///
 /// ```compile_fail
 /// #[repr(C)]
 /// struct Owns { name: String }
 /// percid::slot_safe!(Owns { name: String });
+/// ```
+///
+/// A field listed several times, standing in for one that is left out (the sizes add up):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Pair { a: u64, b: u64 }
+/// percid::slot_safe!(Pair { a: u64, a: u64 });
+/// ```
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Owns { a: u64, s: String }
+/// percid::slot_safe!(Owns { a: u64, a: u64, a: u64, a: u64 });
+/// ```
+///
+/// A field left out (here a zero-sized one, so the sizes add up; it is uninhabited, so the
+/// all-zero slot would not be a valid value):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Never { a: u64, never: std::convert::Infallible }
+/// percid::slot_safe!(Never { a: u64 });
+/// ```
+///
+/// A field listed as the type it dereferences to (a `Box<u64>` is not a `u64`):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Boxed { a: Box<u64> }
+/// percid::slot_safe!(Boxed { a: u64 });
+/// ```
+///
+/// Likewise a reference (no drop glue, but all-zero bytes are not a valid reference):
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// struct Borrows { a: &'static u64 }
+/// percid::slot_safe!(Borrows { a: u64 });
+/// ```
+///
+/// A struct with a `Drop` impl (slots are byte copies that are never dropped):
+///
+/// ```compile_fail
+/// use std::sync::atomic::AtomicU64;
+/// #[repr(C)]
+/// struct Noisy { a: AtomicU64 }
+/// impl Drop for Noisy {
+///     fn drop(&mut self) {}
+/// }
+/// percid::slot_safe!(Noisy { a: AtomicU64 });
 /// ```
 #[macro_export]
 macro_rules! slot_safe {
@@ -255,20 +332,34 @@ macro_rules! slot_safe {
             const fn is_slot_safe<T: $crate::per_cpu::SlotSafe>() {}
             $( is_slot_safe::<$fty>(); )+
             assert!(
+                !::core::mem::needs_drop::<$ty>(),
+                concat!("percid::slot_safe!: ", stringify!($ty),
+                        " has drop glue (a Drop impl or an owning field)")
+            );
+            assert!(
                 0 $(+ ::core::mem::size_of::<$fty>())+ == ::core::mem::size_of::<$ty>(),
                 concat!("percid::slot_safe!: ", stringify!($ty),
                         " has padding or fields not listed")
             );
             $( assert!(<$fty as $crate::per_cpu::SlotSafe>::PADDING_FREE); )+
-            // The fields exist with these types.
+            // Type equality without coercion: `A` is inferred from the field itself (an
+            // inference variable takes no deref or reference coercion), then must be `B`.
+            trait SameType<B> {}
+            impl<B> SameType<B> for B {}
             #[allow(dead_code)]
-            fn fields(v: &$ty) { $( let _: &$fty = &v.$field; )+ }
+            const fn exact<A: SameType<B>, B>(_: &A) {}
+            // The list is the struct's fields, each once: an exhaustive pattern (by
+            // reference, so that a `Drop` type reports its drop glue, not a move error).
+            #[allow(dead_code)]
+            fn fields(v: &$ty) {
+                let $ty { $($field),+ } = v;
+                $( exact::<_, $fty>($field); )+
+            }
         };
-        // SAFETY: every field is SlotSafe (checked above: zero-valid, owns nothing, no drop
-        // glue, no padding inside), the fields are all of the struct (their sizes add up to
-        // its size, so there is no padding between them), and a struct of such fields has no
-        // drop glue of its own unless it implements Drop, which a struct of atomics and plain
-        // numbers has no reason to (and which SlotSafe forbids).
+        // SAFETY: checked above: the listed fields are exactly the struct's fields, each with
+        // exactly its listed type, every one SlotSafe (zero-valid, owns nothing, no drop glue,
+        // no padding inside); their sizes add up to the struct's (no padding between them);
+        // and the struct itself has no drop glue (no Drop impl).
         unsafe impl $crate::per_cpu::SlotSafe for $ty {}
     };
 }
@@ -370,6 +461,10 @@ pub struct PerCpu<T: SlotSafe> {
     drainable: bool,
     /// The value every slot starts as (kept for lazy creation).
     init: T,
+    /// The thread that claimed lazy creation ([`thread_token`]), 0 when none: the claim is
+    /// taken before the tag becomes `BUSY` and dropped after it leaves it, so a signal
+    /// handler that interrupted the creating thread sees its own token and does not wait.
+    creator: AtomicUsize,
     _owns: PhantomData<T>,
 }
 
@@ -387,10 +482,16 @@ impl<T: SlotSafe + std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for PerC
 impl<T: SlotSafe + std::panic::UnwindSafe> std::panic::UnwindSafe for PerCpu<T> {}
 
 impl<T: SlotSafe> PerCpu<T> {
-    const CHECKS: () = assert!(
-        T::PADDING_FREE,
-        "percid: this type has padding (its elements' sizes do not add up), so it cannot live in pool slots"
-    );
+    const CHECKS: () = {
+        assert!(
+            T::PADDING_FREE,
+            "percid: this type has padding (its elements' sizes do not add up), so it cannot live in pool slots"
+        );
+        assert!(
+            !std::mem::needs_drop::<T>(),
+            "percid: this type has drop glue, so it cannot live in pool slots (they are byte copies never dropped)"
+        );
+    };
 
     /// One `T` per slot, each starting as `init`, indexed by [`Index::default()`], in
     /// [`Pool::global`]; the slots are created on first use (see the
@@ -427,6 +528,7 @@ impl<T: SlotSafe> PerCpu<T> {
             index,
             drainable,
             init,
+            creator: AtomicUsize::new(0),
             _owns: PhantomData,
         }
     }
@@ -459,6 +561,8 @@ impl<T: SlotSafe> PerCpu<T> {
     /// Allocates the item and records where the slots are; returns the access tag. Called
     /// by the one thread that holds the `BUSY` tag.
     fn create(&self, pool: &Pool) -> Result<u8, PoolError> {
+        #[cfg(test)]
+        tests::in_create();
         let size = size_of::<T>();
         // SAFETY: `init` is a live value of `size` bytes, and `T: SlotSafe` has no padding,
         // so all of its bytes are initialised. Nobody writes it (no `&mut` to it escapes).
@@ -501,36 +605,66 @@ impl<T: SlotSafe> PerCpu<T> {
 
     /// Creates the slots now if they do not exist yet (from [`Pool::global`]), and reports
     /// why they cannot be created. A handle whose lazy creation failed tries again here.
+    ///
+    /// Waits while another thread creates them. Called from a signal handler that
+    /// interrupted this thread's own creation of them (which cannot finish before the
+    /// handler returns), it does not wait: it returns [`PoolError::CreationInProgress`],
+    /// and the operations take the path of a thread without a slot.
     pub fn try_init(&self) -> Result<(), PoolError> {
+        let me = thread_token();
         loop {
             match self.tag.load(Ordering::Acquire) {
                 RSEQ | LEASE => return Ok(()),
-                BUSY => std::thread::yield_now(),
-                t @ (UNINIT | FAILED) => {
-                    if self
-                        .tag
-                        .compare_exchange(t, BUSY, Ordering::Acquire, Ordering::Acquire)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    // Marks creation failed if `create` unwinds, so that no thread waits on
-                    // BUSY forever.
-                    struct Failed<'a>(&'a AtomicU8);
-                    impl Drop for Failed<'_> {
-                        fn drop(&mut self) {
-                            self.0.store(FAILED, Ordering::Release);
-                        }
-                    }
-                    let guard = Failed(&self.tag);
-                    let r = self.create(Pool::global());
-                    std::mem::forget(guard);
-                    let tag = *r.as_ref().unwrap_or(&FAILED);
-                    self.tag.store(tag, Ordering::Release);
-                    return r.map(|_| ());
-                }
+                UNINIT | FAILED | BUSY => {}
                 _ => unreachable!("invalid PerCpu tag"),
             }
+            // The claim: one thread at a time, recognisable by a handler on that thread.
+            match self
+                .creator
+                .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => {}
+                Err(owner) if owner == me => return Err(PoolError::CreationInProgress),
+                Err(_) => {
+                    std::thread::yield_now();
+                    continue;
+                }
+            }
+            // Drops the claim, and marks creation failed if `create` unwinds (so that no
+            // thread waits on BUSY forever).
+            struct Claim<'a> {
+                tag: &'a AtomicU8,
+                creator: &'a AtomicUsize,
+                armed: bool,
+            }
+            impl Drop for Claim<'_> {
+                fn drop(&mut self) {
+                    if self.armed {
+                        self.tag.store(FAILED, Ordering::Release);
+                    }
+                    self.creator.store(0, Ordering::Release);
+                }
+            }
+            let mut claim = Claim {
+                tag: &self.tag,
+                creator: &self.creator,
+                armed: false,
+            };
+            // Under the claim only this thread changes the tag; another thread may have
+            // finished before we claimed.
+            let t = self.tag.load(Ordering::Acquire);
+            if matches!(t, RSEQ | LEASE) {
+                return Ok(());
+            }
+            debug_assert!(matches!(t, UNINIT | FAILED), "BUSY outside a claim");
+            self.tag.store(BUSY, Ordering::Relaxed);
+            claim.armed = true;
+            let r = self.create(Pool::global());
+            claim.armed = false;
+            let tag = *r.as_ref().unwrap_or(&FAILED);
+            self.tag.store(tag, Ordering::Release);
+            drop(claim);
+            return r.map(|_| ());
         }
     }
 
@@ -957,32 +1091,21 @@ impl<T: SlotSafe> Drop for PerCpu<T> {
 }
 
 impl<T: SlotSafe + fmt::Debug> fmt::Debug for PerCpu<T> {
-    /// The index, the access, and the slots that differ from the init value (`slot: value`).
+    /// The configuration and use: the index, the access, the init value and the slot count.
+    /// It reads no slot: other threads may be updating them (with atomics, or non-atomic
+    /// data under a [`PerCpuLock`](crate::PerCpuLock)), and a byte comparison of a live slot
+    /// would race with them. Read the slots with [`iter`](Self::iter) (atomics, by their
+    /// own loads).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let size = size_of::<T>();
-        // SAFETY: as in `create`: T has no padding, `init` is never written.
-        let init = unsafe { std::slice::from_raw_parts((&raw const self.init).cast::<u8>(), size) };
         let mut d = f.debug_struct("PerCpu");
         d.field("index", &self.index());
         match self.access() {
             Some(a) => d.field("access", &a),
             None => d.field("access", &"(slots not created)"),
         };
+        // `init` is never written after construction.
         d.field("init", &self.init);
-        let changed: Vec<String> = self
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| {
-                // SAFETY: a slot holds a valid T without padding; reading its bytes races
-                // only with atomic writes of T's fields (a byte may be torn: this is a
-                // diagnostic).
-                let b = unsafe { std::slice::from_raw_parts((*v as *const T).cast::<u8>(), size) };
-                b != init
-            })
-            .map(|(i, v)| format!("{i}: {v:?}"))
-            .collect();
         d.field("slots", &self.ready().map_or(0, |s| s.nr_slots));
-        d.field("changed", &changed);
         d.finish()
     }
 }
@@ -1029,6 +1152,71 @@ impl<T: SlotSafe> std::iter::FusedIterator for Iter<'_, T> {}
 mod tests {
     use super::*;
     use crate::pool::PoolConfig;
+    use std::cell::Cell;
+
+    std::thread_local! {
+        /// Run once inside the next lazy creation on this thread (a test-only hook that
+        /// makes the window of issue 17.10 deterministic).
+        static IN_CREATE: Cell<Option<fn()>> = const { Cell::new(None) };
+    }
+
+    pub(super) fn in_create() {
+        if let Some(f) = IN_CREATE.take() {
+            f();
+        }
+    }
+
+    /// Issue 17.10: a signal handler that first-uses a structure whose lazy creation the
+    /// same thread was inside (tag `BUSY`, held by the interrupted code) takes the overflow
+    /// path. Before the fix it waited for `BUSY` to clear, which only the interrupted code
+    /// could do: the thread spun forever.
+    #[test]
+    #[cfg_attr(miri, ignore = "signals and mmap")]
+    fn signal_during_lazy_creation_takes_the_overflow_path() {
+        static SLOTS: PerCpu<AtomicU64> = PerCpu::new(AtomicU64::new(0));
+        static COUNTER: crate::Counter = crate::Counter::new();
+        /// 0: handler not run; 1: `add` found no slot; 2: `add` found one.
+        static ADDED: AtomicU8 = AtomicU8::new(0);
+
+        extern "C" fn handler(_: libc::c_int) {
+            // Both are being created by the code this handler interrupted.
+            let added = SLOTS.add(|s| s, 1);
+            ADDED.store(if added { 2 } else { 1 }, Ordering::SeqCst);
+            COUNTER.add(1);
+        }
+        let sig = libc::SIGRTMIN() + 3;
+        // SAFETY: a handler that only touches statics; installed for a signal nothing else
+        // in the test binary uses, and raised only by this test's own thread.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = handler as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(sig, &sa, std::ptr::null_mut()), 0);
+        }
+        thread_local! { static SIG: Cell<libc::c_int> = const { Cell::new(0) }; }
+        SIG.set(sig);
+        fn raise() {
+            // SAFETY: raises our signal on this thread; its handler is installed above.
+            assert_eq!(unsafe { libc::raise(SIG.get()) }, 0);
+        }
+
+        IN_CREATE.set(Some(raise));
+        assert!(
+            SLOTS.add(|s| s, 1),
+            "the creating call itself gets its slot"
+        );
+        assert_eq!(ADDED.load(Ordering::SeqCst), 1, "the handler found no slot");
+        let sum: u64 = SLOTS.iter().map(|s| s.load(Ordering::Relaxed)).sum();
+        assert_eq!(sum, 1);
+
+        IN_CREATE.set(Some(raise));
+        COUNTER.add(1);
+        assert_eq!(
+            COUNTER.sum(),
+            2,
+            "the handler's add went to the overflow cell"
+        );
+    }
 
     #[test]
     #[cfg_attr(

@@ -350,10 +350,10 @@ fn per_cpu_get_iter_and_bounds() {
     // SAFETY: slot 4 exists; &mut-free write while no other reference is live.
     unsafe { *v.raw_slot_ptr(4) = 1 };
     assert_eq!(v.iter().copied().collect::<Vec<_>>(), [5, 5, 40, 5, 1, 5]);
-    // Debug shows the slots that differ from the init value.
+    // Debug shows the configuration, not the slots (which other threads may be writing).
     let debug = format!("{v:?}");
-    assert!(debug.contains(r#"changed: ["2: 40", "4: 1"]"#), "{debug}");
-    assert!(debug.contains("init: 5"), "{debug}");
+    assert!(debug.contains("init: 5, slots: 6"), "{debug}");
+    assert!(!debug.contains("40"), "{debug}");
     assert_eq!(
         v.raw_slot_ptr(1) as usize - v.raw_slot_ptr(0) as usize,
         p.stride()

@@ -46,7 +46,8 @@ pub(crate) fn class_shift(size: usize, align: usize) -> Option<u32> {
 /// What the memory of a free block holds, which decides the work on the next allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Contents {
-    /// Never handed out since it was carved: zero in every slot and in the init image.
+    /// Zero in every slot and in the init image: never handed out since it was carved, or
+    /// (`CowZero`) handed back to the kernel when freed.
     Fresh,
     /// Freed without poisoning: arbitrary old values.
     Dirty,

@@ -80,6 +80,17 @@
 //! so reading decides, not a table of touched slots: reading is free in both modes (the zero
 //! page, or the already resident image page), writing populates.
 //!
+//! *Item size:* an item may be as large as the stride (a pool with a 1 TiB stride can hold a
+//! 1 TiB item: the reservation is address space). No buffer of an item's size is ever built:
+//! the wanted contents are described (init bytes, then a repeated byte) and compared and
+//! written in 64 KiB chunks, and the per-range bookkeeping is sized by the live items, not by
+//! the stride. A never-used block reads zero everywhere, so it costs nothing for a zero init
+//! value and only the init bytes otherwise. In `CowZero`, a freed block of 256 KiB or more
+//! (outside robust mode) is handed back to the kernel (`MADV_DONTNEED` in every slot) and
+//! is fresh again. Any other reused block (and robust mode's poison) is rewritten in full,
+//! which takes time in proportion to the item's size times the slots, and memory for the
+//! pages that must change.
+//!
 //! # Robust mode
 //!
 //! With [`PoolConfig::robust`], a freed item is filled with the poison byte
@@ -91,9 +102,10 @@
 //! * `CowInit`: the poison goes into the init image first (on pages without live items, by
 //!   the quiet page rule), so untouched slots read poison; only slots with their own copy of
 //!   the page (and not already poison) are written.
-//! * `CowZero`: a slot whose item bytes are all zero is taken as untouched and left alone, so
-//!   on reuse a slot may read all-poison or all-zero. Limitation: a write after free that
-//!   writes zero over the *whole* item in such a slot is not detected.
+//! * `CowZero`: each 64 KiB chunk of the item in a slot (the whole item when smaller) whose
+//!   bytes are all zero is taken as untouched and left alone, so poisoning costs what was
+//!   populated, and on reuse a chunk may read all-poison or all-zero. Limitation: a write
+//!   after free that writes zero over a *whole* chunk is not detected.
 //!
 //! We use this content comparison rather than `mincore`: `mincore` reports the shared zero
 //! page (after a read) as resident in an anonymous mapping, and the memfd's page cache as
@@ -170,6 +182,11 @@ pub const DEFAULT_STRIDE: usize = 64 * 1024;
 /// Default poison byte of robust mode.
 pub const DEFAULT_POISON: u8 = 0x5a;
 
+/// `CowZero` blocks of at least this size are handed back to the kernel when freed (one
+/// `madvise` per slot), so a large item costs no memory while free and its reuse has nothing
+/// to compare; smaller ones are rewritten on reuse.
+const RESET_MIN: usize = 256 * 1024;
+
 /// Most slots a pool may have: 2^31 - 1. Slot indexes stay below every sentinel value of the
 /// rseq layer (`u32::MAX - 1` and above), and below the user-space allocator's capacity
 /// limit.
@@ -244,6 +261,11 @@ pub enum PoolError {
         /// The byte offset within the item of the first modified byte in that slot.
         byte: usize,
     },
+    /// Lazy creation of a structure's slots was asked for by a signal handler that
+    /// interrupted the same thread while it was creating them (see
+    /// [`PerCpu::try_init`](crate::PerCpu::try_init)): the operation takes the path of a
+    /// thread without a slot.
+    CreationInProgress,
     /// A system call for the mappings failed.
     Mmap {
         /// Which operation failed.
@@ -296,6 +318,10 @@ impl fmt::Display for PoolError {
             PoolError::WriteAfterFree { addr, slot, byte } => write!(
                 f,
                 "pool item {addr:#x} was written after free (slot {slot}, byte {byte})"
+            ),
+            PoolError::CreationInProgress => write!(
+                f,
+                "the slots are being created by the code this signal handler interrupted"
             ),
             PoolError::Mmap { op, source } => write!(f, "pool {op} failed: {source}"),
         }
@@ -659,14 +685,28 @@ impl Pool {
                 return Err(PoolError::WriteAfterFree { addr, slot, byte });
             }
         }
-        if !(blk.contents == Contents::Fresh && zero_init && inner.populate == Populate::CowZero) {
-            let mut pattern = vec![0u8; len];
-            pattern[..init.len()].copy_from_slice(init);
+        // A fresh block reads zero everywhere (slots and image): only a non-zero init value
+        // is written, and only its own bytes. Any other block is rewritten in full. The
+        // pattern is described, never materialised (an item may be terabytes).
+        let pattern = match blk.contents {
+            Contents::Fresh if zero_init => None,
+            Contents::Fresh => Some(range::Pattern {
+                head: init,
+                rest: 0,
+                len: init.len(),
+            }),
+            Contents::Dirty | Contents::Poisoned => Some(range::Pattern {
+                head: init,
+                rest: 0,
+                len,
+            }),
+        };
+        if let Some(pattern) = pattern {
             // SAFETY: as above. The range was not frozen when retire_forked ran under this
             // lock. If another thread forks since, the write still only touches this block,
             // which is not a live item in the other process (it was free or being allocated
             // there at the fork), and the other process froze the range so never reuses it.
-            unsafe { range.fill(blk.offset, &pattern) };
+            unsafe { range.fill(blk.offset, pattern) };
         }
         st.ranges[blk.range].mark_live(blk.offset, len);
         Ok(NonNull::new(addr as *mut u8).expect("range base is not null"))
@@ -697,11 +737,20 @@ impl Pool {
             FreeError::DoubleFree => PoolError::DoubleFree { addr },
         })?;
         st.ranges[r].mark_dead(offset, 1 << shift);
+        let len = 1usize << shift;
         let contents = if inner.robust && !st.book.is_retired(r) {
             // SAFETY: the block was allocated and is now marked free under the lock; the
             // caller guarantees nobody accesses it; the range is not frozen (not retired).
-            unsafe { st.ranges[r].poison(offset, 1 << shift, inner.poison) };
+            unsafe { st.ranges[r].poison(offset, len, inner.poison) };
             Contents::Poisoned
+        } else if inner.populate == Populate::CowZero
+            && len >= RESET_MIN.max(range::page_size())
+            // SAFETY: as above; a block of at least a page is page-aligned (offsets are
+            // multiples of the size class), so no other item shares its pages.
+            && unsafe { st.ranges[r].reset_zero(offset, len) }
+        {
+            // Reads zero everywhere again: the next allocation writes only its init bytes.
+            Contents::Fresh
         } else {
             Contents::Dirty
         };

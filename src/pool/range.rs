@@ -5,6 +5,7 @@
 //! See the pool's module docs for the layout; this file holds every system call and every
 //! raw access to slot memory of the pool.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::ptr::{self, NonNull};
 use std::sync::Once;
@@ -56,9 +57,12 @@ fn last_error(op: &'static str) -> super::PoolError {
 /// memfd per slot in `CowInit`); `image`, when present, maps `stride` bytes of that memfd
 /// shared and read-write. `Drop` unmaps both.
 ///
-/// `live[p]` counts the live items that overlap page `p` of the stride (kept only with an
-/// image). The image bytes of page `p` are written only while `live[p] == 0` (the *quiet
-/// page* rule, see [`fill`](Self::fill)).
+/// `live` maps the offset of every live item to its length (kept only with an image): a page
+/// of the stride is *quiet* when no entry overlaps it, and the image bytes of a page are
+/// written only while it is quiet (the *quiet page* rule, see [`fill`](Self::fill)). Items
+/// never overlap, so the entry that starts last before a byte range's end is the only one
+/// that can overlap it. The map is sized by the live items, not by the stride (a table per
+/// page of a 2^45-byte stride would be 32 GiB).
 #[derive(Debug)]
 pub(crate) struct Range {
     base: NonNull<u8>,
@@ -66,8 +70,53 @@ pub(crate) struct Range {
     stride: usize,
     nr_slots: usize,
     image: Option<NonNull<u8>>,
-    live: Vec<u32>,
+    live: BTreeMap<usize, usize>,
     fork_gen: u64,
+}
+
+/// Largest piece of slot memory compared or written at once (keeps slices, and the time
+/// between two looks at a page's state, bounded for any item size).
+const CHUNK: usize = 64 * 1024;
+
+/// The bytes a block must hold: `head`, then `rest` repeated up to `len` bytes. Described, not
+/// materialised: an item may be as large as the stride (terabytes of address space), so no
+/// buffer of its size is ever built.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pattern<'a> {
+    pub(crate) head: &'a [u8],
+    pub(crate) rest: u8,
+    pub(crate) len: usize,
+}
+
+impl Pattern<'_> {
+    /// The head bytes among the pattern's bytes `[at, at + n)`: those come first.
+    fn head_part(&self, at: usize, n: usize) -> &[u8] {
+        self.head
+            .get(at..self.head.len().min(at + n))
+            .unwrap_or(&[])
+    }
+
+    /// Whether `bytes` equal the pattern's bytes `[at, at + bytes.len())`.
+    fn matches(&self, at: usize, bytes: &[u8]) -> bool {
+        let head = self.head_part(at, bytes.len());
+        let (h, r) = bytes.split_at(head.len());
+        h == head && r.iter().all(|&b| b == self.rest)
+    }
+
+    /// Writes the pattern's bytes `[at, at + n)` to `dst`.
+    ///
+    /// # Safety
+    /// `dst` is valid for writes of `n` bytes and overlaps neither `head` nor anything
+    /// borrowed.
+    unsafe fn write(&self, at: usize, dst: *mut u8, n: usize) {
+        let head = self.head_part(at, n);
+        // SAFETY: [dst, dst + n) is writable and disjoint from `head` (contract), and
+        // `head.len() <= n`.
+        unsafe {
+            ptr::copy_nonoverlapping(head.as_ptr(), dst, head.len());
+            ptr::write_bytes(dst.add(head.len()), self.rest, n - head.len());
+        }
+    }
 }
 
 // SAFETY: a Range is a description of process-wide mappings (addresses and lengths); nothing
@@ -131,7 +180,7 @@ impl Range {
             stride,
             nr_slots,
             image: None,
-            live: Vec::new(),
+            live: BTreeMap::new(),
             fork_gen,
         };
         if populate == Populate::CowInit {
@@ -176,7 +225,6 @@ impl Range {
                 return Err(last_error("mmap init image"));
             }
             self.image = Some(NonNull::new(img.cast()).expect("mmap never returns address 0"));
-            self.live = vec![0; self.stride.div_ceil(page_size())];
             for s in 0..self.nr_slots {
                 let at = self.slot(s);
                 // SAFETY: [at, at+stride) lies inside the reservation this Range owns, so
@@ -235,34 +283,36 @@ impl Range {
         self.base.as_ptr().wrapping_add(s * self.stride)
     }
 
-    /// Pages of the stride that `[offset, offset + len)` overlaps.
-    fn pages(offset: usize, len: usize) -> std::ops::Range<usize> {
-        let pg = page_size();
-        offset / pg..(offset + len.max(1)).div_ceil(pg)
+    /// Whether a live item overlaps the bytes `[lo, hi)` of the stride.
+    fn overlaps_live(&self, lo: usize, hi: usize) -> bool {
+        // Live items are disjoint: the one that starts last before `hi` ends last.
+        self.live
+            .range(..hi)
+            .next_back()
+            .is_some_and(|(&o, &l)| o + l > lo)
     }
 
     /// Whether no live item overlaps the pages of `[offset, offset + len)` (always true
     /// without an image).
     pub(crate) fn is_quiet(&self, offset: usize, len: usize) -> bool {
-        self.image.is_none() || Self::pages(offset, len).all(|p| self.live[p] == 0)
+        let pg = page_size();
+        self.image.is_none()
+            || !self.overlaps_live(offset / pg * pg, (offset + len.max(1)).next_multiple_of(pg))
     }
 
     /// Records that the block `[offset, offset + len)` is now a live item (handed out).
     pub(crate) fn mark_live(&mut self, offset: usize, len: usize) {
         if self.image.is_some() {
-            for p in Self::pages(offset, len) {
-                self.live[p] += 1;
-            }
+            let old = self.live.insert(offset, len);
+            debug_assert!(old.is_none(), "item at {offset} was already live");
         }
     }
 
     /// Records that the block `[offset, offset + len)` is no longer a live item.
     pub(crate) fn mark_dead(&mut self, offset: usize, len: usize) {
         if self.image.is_some() {
-            for p in Self::pages(offset, len) {
-                debug_assert!(self.live[p] > 0, "page {p} has no live item to release");
-                self.live[p] -= 1;
-            }
+            let old = self.live.remove(&offset);
+            debug_assert_eq!(old, Some(len), "item at {offset} was not live");
         }
     }
 
@@ -294,43 +344,45 @@ impl Range {
     /// (the caller holds the pool lock and the block is not a live item: not yet marked live
     /// by [`mark_live`](Self::mark_live), or already marked dead), and the range must not
     /// be forked if it has an image.
-    pub(crate) unsafe fn fill(&self, offset: usize, pattern: &[u8]) {
-        debug_assert!(offset + pattern.len() <= self.stride);
-        let n = pattern.len();
+    pub(crate) unsafe fn fill(&self, offset: usize, pattern: Pattern<'_>) {
+        let n = pattern.len;
+        debug_assert!(offset + n <= self.stride && pattern.head.len() <= n);
         if let Some(img) = self.image {
             let pg = page_size();
-            for p in Self::pages(offset, n) {
-                if self.live[p] != 0 {
-                    continue;
+            let mut lo = offset;
+            while lo < offset + n {
+                // One page of the block at a time (and at most a page of bytes).
+                let hi = (lo / pg + 1).saturating_mul(pg).min(offset + n);
+                if !self.overlaps_live(lo / pg * pg, hi.next_multiple_of(pg)) {
+                    // SAFETY: [lo, hi) is inside the image mapping (stride bytes) and inside
+                    // the block, which is exclusively ours (contract); the page is quiet, so
+                    // no slot of it is being copied by anyone else (see above).
+                    unsafe { pattern.write(lo - offset, img.as_ptr().add(lo), hi - lo) };
                 }
-                let lo = (p * pg).max(offset);
-                let hi = ((p + 1) * pg).min(offset + n);
-                // SAFETY: [lo, hi) is inside the image mapping (stride bytes) and inside the
-                // block, which is exclusively ours (contract); page p is quiet, so no slot of
-                // it is being copied by anyone else (see above).
-                unsafe {
-                    ptr::copy_nonoverlapping(
-                        pattern.as_ptr().add(lo - offset),
-                        img.as_ptr().add(lo),
-                        hi - lo,
-                    )
-                };
+                lo = hi;
             }
         }
         for s in 0..self.nr_slots {
-            // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
-            // memory is mapped read-write and initialised (zero, image or earlier writes).
-            unsafe {
-                let p = self.slot(s).add(offset);
-                if std::slice::from_raw_parts(p, n) != pattern {
-                    ptr::copy_nonoverlapping(pattern.as_ptr(), p, n);
+            let mut at = 0;
+            while at < n {
+                let k = CHUNK.min(n - at);
+                // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
+                // memory is mapped read-write and initialised (zero, image or earlier
+                // writes). The slice is dropped before the write.
+                unsafe {
+                    let p = self.slot(s).add(offset + at);
+                    if !pattern.matches(at, std::slice::from_raw_parts(p, k)) {
+                        pattern.write(at, p, k);
+                    }
                 }
+                at += k;
             }
         }
     }
 
     /// Writes `poison` over `[offset, offset + len)` in every slot that does not read it
-    /// already. `CowZero`: slots that read all zero are taken as untouched and skipped. In
+    /// already. `CowZero`: chunks ([`CHUNK`] bytes of the block in one slot) that read all
+    /// zero are taken as untouched and skipped, so the poison costs what was populated. In
     /// `CowInit` this is [`fill`](Self::fill): the image is poisoned first on quiet pages, so
     /// their untouched slots already read poison and are not populated.
     ///
@@ -338,25 +390,51 @@ impl Range {
     /// As for [`fill`](Self::fill).
     pub(crate) unsafe fn poison(&self, offset: usize, len: usize, poison: u8) {
         if self.image.is_some() {
+            let pattern = Pattern {
+                head: &[],
+                rest: poison,
+                len,
+            };
             // SAFETY: forwarded contract.
-            unsafe { self.fill(offset, &vec![poison; len]) };
+            unsafe { self.fill(offset, pattern) };
             return;
         }
         for s in 0..self.nr_slots {
-            // SAFETY: inside slot s of our reservation, exclusively ours (contract).
-            unsafe {
-                let p = self.slot(s).add(offset);
-                let bytes = std::slice::from_raw_parts(p, len);
-                if bytes.iter().any(|&b| b != 0) {
-                    ptr::write_bytes(p, poison, len);
+            for at in (0..len).step_by(CHUNK) {
+                let n = CHUNK.min(len - at);
+                // SAFETY: inside slot s of our reservation, exclusively ours (contract); the
+                // slice is dropped before the write.
+                unsafe {
+                    let p = self.slot(s).add(offset + at);
+                    if std::slice::from_raw_parts(p, n).iter().any(|&b| b != 0) {
+                        ptr::write_bytes(p, poison, n);
+                    }
                 }
             }
         }
     }
 
+    /// `CowZero`: hands the pages of `[offset, offset + len)` back to the kernel in every
+    /// slot (`MADV_DONTNEED`), so they read zero again and cost no memory. Returns whether
+    /// every slot was reset (then the block reads zero everywhere, as a fresh one).
+    ///
+    /// # Safety
+    /// As for [`fill`](Self::fill); the block is page-aligned (a size class of at least a
+    /// page) and no item overlaps its pages.
+    pub(crate) unsafe fn reset_zero(&self, offset: usize, len: usize) -> bool {
+        debug_assert!(self.image.is_none());
+        debug_assert!(offset.is_multiple_of(page_size()) && len.is_multiple_of(page_size()));
+        (0..self.nr_slots).all(|s| {
+            // SAFETY: whole pages of slot s inside our private anonymous reservation that
+            // belong to the dead block alone (contract): dropping them only makes them read
+            // zero, which nobody may observe until the block is handed out again.
+            unsafe { libc::madvise(self.slot(s).add(offset).cast(), len, libc::MADV_DONTNEED) == 0 }
+        })
+    }
+
     /// Checks a poisoned block before reuse: every slot must read all `poison` (or, in
-    /// `CowZero`, all zero: a slot that was never populated). Returns the first slot and byte
-    /// offset within the item that differ.
+    /// `CowZero`, each [`CHUNK`] of it all poison or all zero: a chunk that was never
+    /// populated). Returns the first slot and byte offset within the item that differ.
     ///
     /// # Safety
     /// As for [`fill`](Self::fill) (reading only).
@@ -368,13 +446,19 @@ impl Range {
     ) -> Option<(usize, usize)> {
         let zero_ok = self.image.is_none();
         for s in 0..self.nr_slots {
-            // SAFETY: inside slot s of our reservation, exclusively ours (contract).
-            let bytes = unsafe { std::slice::from_raw_parts(self.slot(s).add(offset), len) };
-            if let Some(i) = bytes.iter().position(|&b| b != poison) {
-                if zero_ok && bytes.iter().all(|&b| b == 0) {
-                    continue;
+            for at in (0..len).step_by(CHUNK) {
+                // SAFETY: inside slot s of our reservation, exclusively ours (contract).
+                let chunk = unsafe {
+                    std::slice::from_raw_parts(self.slot(s).add(offset + at), CHUNK.min(len - at))
+                };
+                if let Some(i) = chunk.iter().position(|&b| b != poison) {
+                    // `CowZero`: a chunk never populated reads zero (not poisoned, see
+                    // `poison`).
+                    if zero_ok && chunk.iter().all(|&b| b == 0) {
+                        continue;
+                    }
+                    return Some((s, at + i));
                 }
-                return Some((s, i));
             }
         }
         None
