@@ -159,30 +159,42 @@ fn list_conserves_every_element() {
                 list.push(e);
             }
             let stop = AtomicBool::new(false);
+            let drains = std::sync::atomic::AtomicUsize::new(0);
             let (threads, reps) = (stress_threads(), ops_per_thread(10_000));
             std::thread::scope(|s| {
                 // A drainer takes everything now and then and pushes it back.
                 let drainer = s.spawn(|| {
-                    let mut drains = 0;
                     while !stop.load(Ordering::Relaxed) {
                         for e in list.drain() {
                             list.push(e);
                         }
-                        drains += 1;
+                        drains.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(std::time::Duration::from_micros(100));
                     }
-                    drains
                 });
                 run_with_signals(threads, |_| {
-                    for i in 0..reps {
+                    let pop_push = |i| {
                         if let Some(e) = list.pop() {
                             inject(i);
                             list.push(e);
                         }
+                    };
+                    for i in 0..reps {
+                        pop_push(i);
+                    }
+                    // However the scheduler ordered the threads, at least one drain runs
+                    // while the workers pop and push (on a loaded machine the drainer may
+                    // not have run at all during the counted repetitions).
+                    let mut i = reps;
+                    while drains.load(Ordering::Relaxed) == 0 {
+                        pop_push(i);
+                        i += 1;
+                        std::thread::yield_now();
                     }
                 });
                 stop.store(true, Ordering::Relaxed);
-                assert!(drainer.join().unwrap() > 0);
+                drainer.join().unwrap();
+                assert!(drains.load(Ordering::Relaxed) > 0);
             });
             let mut all = list.drain();
             all.sort_unstable();
