@@ -16,7 +16,7 @@ use crate::options::{
     MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options, Target, parse_duration,
     parse_index, parse_size, parse_time_limit,
 };
-use crate::output::{Output, say, write_stderr};
+use crate::output::{Output, check_distinct, say, write_stderr};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::runner::{Done, Hooks, execute, plan_resume, plan_run};
@@ -317,16 +317,12 @@ fn prepare(option: &str, path: &Option<PathBuf>) -> Result<Option<Output>, Burst
         .transpose()
 }
 
-fn check_distinct(json: &Option<PathBuf>, svg: &Option<PathBuf>) -> Result<(), BurstError> {
-    if let (Some(j), Some(s)) = (json, svg)
-        && j == s
-    {
-        return Err(BurstError::Usage(format!(
-            "--json and --svg name the same file {}",
-            j.display()
-        )));
-    }
-    Ok(())
+/// The files named by options, for [`check_distinct`]: `(option, path)` for each given.
+fn named<'a>(pairs: &[(&'a str, Option<&'a Path>)]) -> Vec<(&'a str, &'a Path)> {
+    pairs
+        .iter()
+        .filter_map(|(o, p)| p.map(|p| (*o, p)))
+        .collect()
 }
 
 /// Writes the chart of `report` to `out`.
@@ -368,6 +364,16 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
             "--svg: this build has no `svg` feature".to_string(),
         ));
     }
+    // A partial report is a regular file (never read a FIFO or a device).
+    if let Some(path) = &args.resume {
+        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        if !regular {
+            return Err(BurstError::Usage(format!(
+                "--resume {}: not a regular file (a partial report is one)",
+                path.display()
+            )));
+        }
+    }
     // The plan: checked, estimated and refused where needed, before any output is opened.
     let (plan, mut done, json_path) = match &args.resume {
         Some(path) => {
@@ -384,7 +390,12 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         }
         None => (plan_run(&options)?, Done::new(), options.json.clone()),
     };
-    check_distinct(&json_path, &options.svg)?;
+    // No two options may name one file (whatever the spelling: links, `./`, hard links).
+    check_distinct(&named(&[
+        ("--json", options.json.as_deref()),
+        ("--svg", options.svg.as_deref()),
+        ("--resume", args.resume.as_deref()),
+    ]))?;
     if json_path.as_deref() == Some(Path::new("-"))
         && options.svg.as_deref() == Some(Path::new("-"))
     {
@@ -405,6 +416,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         say(&plan.describe(&done));
     }
     if let Some(Output::File(f)) = &json
+        && f.is_replaced()
         && !options.quiet
     {
         say(&format!(
@@ -427,12 +439,18 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
     // Real runs save after every run; simulations (many short runs) at most once a second.
     let mut last_save: Option<std::time::Instant> = None;
     let simulated = plan.simulated();
+    // Whether the JSON file holds a report (a partial one after an interruption): set by
+    // every successful write of a regular file, so a failed write never claims one.
+    let saved = std::cell::Cell::new(false);
     let mut checkpoint = |report: &Report| -> Result<(), BurstError> {
         let due = !simulated || last_save.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         match &json {
-            Some(Output::File(f)) if due => {
+            // Devices and FIFOs are written once, at the end.
+            Some(Output::File(f)) if due && f.is_replaced() => {
                 last_save = Some(std::time::Instant::now());
-                f.write((report.to_json() + "\n").as_bytes())
+                f.write((report.to_json() + "\n").as_bytes())?;
+                saved.set(true);
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -454,7 +472,10 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
     if !report.results.is_empty() || outcome.is_ok() {
         if let Some(out) = &json {
             match out.write(&(report.to_json() + "\n")) {
-                Ok(()) => written.push(out.describe()),
+                Ok(()) => {
+                    written.push(out.describe());
+                    saved.set(matches!(out, Output::File(f) if f.is_replaced()));
+                }
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
@@ -478,7 +499,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         }
     }
     let json_file = match &json {
-        Some(Output::File(f)) if !report.results.is_empty() => Some(f.path().display().to_string()),
+        Some(Output::File(f)) if saved.get() => Some(f.path().display().to_string()),
         _ => None,
     };
     match outcome {
@@ -513,7 +534,13 @@ fn read_report(path: &Path) -> Result<Report, BurstError> {
 }
 
 fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
-    check_distinct(&args.json, &args.svg)?;
+    // The outputs may name neither each other nor an input.
+    let mut files = named(&[
+        ("--json", args.json.as_deref()),
+        ("--svg", args.svg.as_deref()),
+    ]);
+    files.extend(args.files.iter().map(|f| ("input", f.as_path())));
+    check_distinct(&files)?;
     let reports: Vec<Report> = args
         .files
         .iter()

@@ -202,15 +202,17 @@ pub use options::{
     DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,
     OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,
 };
-pub use output::{AtomicFile, Output, say, write_stdout};
+pub use output::{
+    AtomicFile, FileId, Output, check_distinct, follow_links, read_bounded, say, write_stdout,
+};
 pub use progress::{Progress, fmt_duration};
 pub use render::{
     MIN_RUNS_TO_JUDGE, NOISE_THRESHOLD_PERCENT, SPEEDUPS, Verdict, cell_text, compare, conclusions,
     full_text, header, is_noisy, judge, ratio_text, tables,
 };
 pub use report::{
-    ConfigRecord, Generator, Machine, Method, Mode, PlanRecord, Report, ReportError, ResultRow,
-    RunRecord, SCHEMA, Skipped, TargetRecord, fmt_ms,
+    ConfigRecord, Generator, MAX_REPORT_BYTES, Machine, Method, Mode, PlanRecord, Report,
+    ReportError, ResultRow, RunRecord, SCHEMA, Skipped, TargetRecord, fmt_ms,
 };
 pub use runner::{
     Cell, Checkpoint, Done, Hooks, RunConfig, RunPlan, cpu_model_name, describe_configs, execute,

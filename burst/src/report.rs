@@ -499,6 +499,10 @@ impl fmt::Display for ReportError {
 
 impl std::error::Error for ReportError {}
 
+/// The largest report file read (`report`, `compare`, `--resume`): 1 GiB, room for
+/// about 500,000 cells of 5 runs.
+pub const MAX_REPORT_BYTES: u64 = 1 << 30;
+
 impl Report {
     /// The report as pretty-printed JSON.
     pub fn to_json(&self) -> String {
@@ -510,9 +514,10 @@ impl Report {
         serde_json::from_str(text)
     }
 
-    /// Reads a saved report, checking its schema version.
+    /// Reads a saved report, checking its schema version. A file larger than
+    /// [`MAX_REPORT_BYTES`] is refused.
     pub fn read(path: &Path) -> Result<Report, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(ReportError::Io)?;
+        let text = crate::output::read_bounded(path, MAX_REPORT_BYTES).map_err(ReportError::Io)?;
         let report = Report::from_json(&text).map_err(ReportError::Json)?;
         if report.schema > SCHEMA {
             return Err(ReportError::Schema(report.schema));

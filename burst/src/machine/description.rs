@@ -131,6 +131,10 @@ fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, MachineError> {
         .collect()
 }
 
+/// The largest machine description file read: 64 MiB (a description of 8192 CPUs, the
+/// most accepted, takes a few MiB).
+pub const MAX_DESCRIPTION_BYTES: u64 = 64 << 20;
+
 impl MachineDescription {
     /// Loads a JSON description (format in the [module docs](super#json-descriptions)).
     pub fn from_json(text: &str) -> Result<MachineDescription, MachineError> {
@@ -141,9 +145,11 @@ impl MachineDescription {
     /// Loads a JSON description from a file.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<MachineDescription, MachineError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| MachineError::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = crate::output::read_bounded(path, MAX_DESCRIPTION_BYTES).map_err(|source| {
+            MachineError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         MachineDescription::from_json(&text)
     }

@@ -76,7 +76,7 @@ use std::path::PathBuf;
 use percid::topology::{CpuSetError, Topology, TopologyError};
 
 pub use configurations::{Configuration, ConfigurationKind, Configurations};
-pub use description::FORMAT;
+pub use description::{FORMAT, MAX_DESCRIPTION_BYTES};
 pub use presets::PRESETS;
 
 /// A machine: its topology and, for a modelled machine, the simulator's cost model.
