@@ -174,10 +174,13 @@ fn descriptions_of_up_to_8192_cpus_load_and_larger_are_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An edit of a description.
+type Edit = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn contradictory_cache_sharing_is_refused_naming_the_field() {
     let dir = temp_dir("nest");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         // A core whose two CPUs are in two L3 domains.
         (
             "cores",
