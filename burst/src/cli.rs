@@ -366,8 +366,9 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
     }
     // A partial report is a regular file (never read a FIFO or a device).
     if let Some(path) = &args.resume {
-        let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
-        if !regular {
+        // (A missing file is reported by the read below.)
+        let irregular = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if irregular {
             return Err(BurstError::Usage(format!(
                 "--resume {}: not a regular file (a partial report is one)",
                 path.display()

@@ -203,7 +203,8 @@ pub use options::{
     OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,
 };
 pub use output::{
-    AtomicFile, FileId, Output, check_distinct, follow_links, read_bounded, say, write_stdout,
+    AtomicFile, FileId, Output, check_distinct, follow_links, read_bounded, say, terminal_safe,
+    write_stdout,
 };
 pub use progress::{Progress, fmt_duration};
 pub use render::{
@@ -211,8 +212,9 @@ pub use render::{
     full_text, header, is_noisy, judge, ratio_text, tables,
 };
 pub use report::{
-    ConfigRecord, Generator, MAX_REPORT_BYTES, Machine, Method, Mode, PlanRecord, Report,
-    ReportError, ResultRow, RunRecord, SCHEMA, Skipped, TargetRecord, fmt_ms,
+    Cells, ConfigRecord, Generator, MAX_NS_PER_PASS, MAX_REPORT_BYTES, Machine, Method, Mode,
+    PlanRecord, Report, ReportError, ResultRow, RunRecord, SCHEMA, Skipped, TargetRecord, escape,
+    fmt_ms,
 };
 pub use runner::{
     Cell, Checkpoint, Done, Hooks, RunConfig, RunPlan, cpu_model_name, describe_configs, execute,

@@ -29,15 +29,36 @@ use std::path::{Path, PathBuf};
 
 use crate::BurstError;
 
+/// `text` with every control character but newline and tab shown as `\u{1b}`: names read
+/// from files (a description's, a report's cells) cannot drive the terminal with ANSI
+/// escapes or carriage returns. Every text written to stdout and stderr goes through it
+/// (JSON needs nothing: serde escapes control characters in strings).
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Writes a line to stderr; a failing stderr is ignored (there is nowhere left to report it).
 pub fn say(line: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{line}");
+    let _ = writeln!(err, "{}", terminal_safe(line));
 }
 
 /// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly; any other
 /// failure (`> /dev/full`) is an error naming stdout.
 pub fn write_stdout(text: &str) -> Result<(), BurstError> {
+    let text = terminal_safe(text);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -52,7 +73,7 @@ pub fn write_stdout(text: &str) -> Result<(), BurstError> {
 /// Writes `text` to stderr (the table when stdout carries the JSON), errors ignored.
 pub fn write_stderr(text: &str) {
     let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes());
+    let _ = err.write_all(terminal_safe(text).as_bytes());
 }
 
 /// Reads at most `limit` bytes of `path` as UTF-8 text; a longer file (or device, such as

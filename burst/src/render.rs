@@ -16,7 +16,7 @@
 use std::fmt::Write as _;
 
 use crate::fmt_ms;
-use crate::report::{Mode, Report, ResultRow};
+use crate::report::{Cells, Mode, Report, ResultRow};
 use crate::stats::{mean, spread_percent, stddev};
 
 /// A spread above this percentage marks a cell `~`.
@@ -230,6 +230,7 @@ fn align_with(rows: &[Vec<String>], left: usize) -> String {
 /// then the noise legend and the skipped sources. See [`conclusions`] for what follows.
 pub fn tables(report: &Report) -> String {
     let (configs, delays, indices) = report.axes();
+    let cells = report.cells();
     let mut out = String::new();
     let has = |i: &str| indices.iter().any(|x| x == i);
     let speedups: Vec<_> = SPEEDUPS
@@ -253,10 +254,10 @@ pub fn tables(report: &Report) -> String {
             for d in &delays {
                 row.push("|".into());
                 for i in &indices {
-                    row.push(report.find(c, *d, i).map_or("-".into(), cell_text));
+                    row.push(cells.get(c, *d, i).map_or("-".into(), cell_text));
                 }
                 for (_, a, b) in &speedups {
-                    row.push(match (report.find(c, *d, a), report.find(c, *d, b)) {
+                    row.push(match (cells.get(c, *d, a), cells.get(c, *d, b)) {
                         (Some(x), Some(y)) => ratio_text(x, y),
                         _ => "-".into(),
                     });
@@ -285,7 +286,7 @@ pub fn tables(report: &Report) -> String {
             for d in &delays {
                 row.push("|".into());
                 for i in &indices {
-                    row.push(report.find(c, *d, i).map_or("-".into(), |r| {
+                    row.push(cells.get(c, *d, i).map_or("-".into(), |r| {
                         format!("{}/{}, {}", r.slot_migrations, r.passes, r.distinct_slots)
                     }));
                 }
@@ -326,6 +327,7 @@ fn group_header_line(table: &str, delays: &[f64]) -> String {
 /// the effect is visible in the timings, and the noisy cells.
 pub fn conclusions(report: &Report) -> String {
     let (configs, delays, indices) = report.axes();
+    let cells = report.cells();
     if configs.is_empty() {
         return String::new();
     }
@@ -346,10 +348,8 @@ pub fn conclusions(report: &Report) -> String {
     for (c, n) in &configs {
         let mut clauses = Vec::new();
         for d in &delays {
-            let rows: Vec<&ResultRow> = indices
-                .iter()
-                .filter_map(|i| report.find(c, *d, i))
-                .collect();
+            let rows: Vec<&ResultRow> =
+                indices.iter().filter_map(|i| cells.get(c, *d, i)).collect();
             if rows.is_empty() {
                 continue;
             }
@@ -357,7 +357,7 @@ pub fn conclusions(report: &Report) -> String {
             clauses.push(format!(
                 "{at} {}, {}",
                 fmt_ms(*d),
-                delay_clause(report, c, *d, &rows)
+                delay_clause(&cells, c, *d, &rows)
             ));
         }
         let _ = writeln!(
@@ -380,7 +380,7 @@ fn join_and(items: &[String]) -> String {
     }
 }
 
-fn delay_clause(report: &Report, config: &str, delay: f64, rows: &[&ResultRow]) -> String {
+fn delay_clause(cells: &Cells<'_>, config: &str, delay: f64, rows: &[&ResultRow]) -> String {
     let movers: Vec<&&ResultRow> = rows.iter().filter(|r| r.slot_migrations > 0).collect();
     let stayers: Vec<String> = rows
         .iter()
@@ -410,8 +410,7 @@ fn delay_clause(report: &Report, config: &str, delay: f64, rows: &[&ResultRow]) 
     let mut timings = Vec::new();
     let mut shows: Option<bool> = None;
     for (label, a, b) in SPEEDUPS {
-        let (Some(x), Some(y)) = (report.find(config, delay, a), report.find(config, delay, b))
-        else {
+        let (Some(x), Some(y)) = (cells.get(config, delay, a), cells.get(config, delay, b)) else {
             continue;
         };
         let v = judge(x, y);
@@ -472,8 +471,9 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
         "migrations B".into(),
     ]];
     let mut only_a = Vec::new();
+    let (a_cells, b_cells) = (a.cells(), b.cells());
     for ra in &a.results {
-        match b.find(&ra.config, ra.delay_ms, &ra.index) {
+        match b_cells.get(&ra.config, ra.delay_ms, &ra.index) {
             Some(rb) => rows.push(vec![
                 ra.config.clone(),
                 fmt_ms(ra.delay_ms),
@@ -491,7 +491,7 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
     let only_b: Vec<&ResultRow> = b
         .results
         .iter()
-        .filter(|rb| a.find(&rb.config, rb.delay_ms, &rb.index).is_none())
+        .filter(|rb| a_cells.get(&rb.config, rb.delay_ms, &rb.index).is_none())
         .collect();
     let (only_a, only_b) = (unmatched(a, &only_a), unmatched(b, &only_b));
     if rows.len() > 1 {
@@ -520,13 +520,14 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
 fn unmatched(report: &Report, rows: &[&ResultRow]) -> Vec<String> {
     let (_, _, indices) = report.axes();
     let mut groups: Vec<(String, f64, Vec<String>)> = Vec::new();
+    let mut at: std::collections::HashMap<(&str, u64), usize> = std::collections::HashMap::new();
     for r in rows {
-        match groups
-            .iter_mut()
-            .find(|(c, d, _)| *c == r.config && *d == r.delay_ms)
-        {
-            Some((_, _, list)) => list.push(r.index.clone()),
-            None => groups.push((r.config.clone(), r.delay_ms, vec![r.index.clone()])),
+        match at.get(&(r.config.as_str(), r.delay_ms.to_bits())) {
+            Some(&k) => groups[k].2.push(r.index.clone()),
+            None => {
+                at.insert((r.config.as_str(), r.delay_ms.to_bits()), groups.len());
+                groups.push((r.config.clone(), r.delay_ms, vec![r.index.clone()]));
+            }
         }
     }
     groups

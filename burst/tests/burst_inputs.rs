@@ -240,3 +240,151 @@ fn contradictory_cache_sharing_is_refused_naming_the_field() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A finished simulated report (one configuration, 3 runs) as JSON.
+fn saved_report(dir: &Path) -> (PathBuf, Value) {
+    let p = dir.join("saved.json");
+    let out = bin()
+        .args([
+            "--simulate",
+            "xeon-e-2388g",
+            "--config",
+            "8c-1l3",
+            "--runs",
+            "3",
+            "-q",
+            "--json",
+        ])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let v = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    (p, v)
+}
+
+#[test]
+fn impossible_reports_are_refused() {
+    let dir = temp_dir("impossible");
+    let (_, good) = saved_report(&dir);
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "negative ns",
+            Box::new(|r: &mut Value| {
+                r["results"][0]["runs"][0] = Value::from(-5.0);
+            }),
+        ),
+        (
+            "1e308 ns",
+            Box::new(|r: &mut Value| {
+                for c in r["results"].as_array_mut().unwrap() {
+                    c["ns_per_pass"] = Value::from(1e308);
+                    for x in c["runs"].as_array_mut().unwrap() {
+                        *x = Value::from(1e308);
+                    }
+                }
+            }),
+        ),
+        (
+            "more migrations than passes",
+            Box::new(|r: &mut Value| {
+                let passes = r["results"][0]["passes"].as_u64().unwrap();
+                r["results"][0]["slot_migrations"] = Value::from(passes + 1);
+            }),
+        ),
+        (
+            "negative delay",
+            Box::new(|r: &mut Value| {
+                r["results"][0]["delay_ms"] = Value::from(-1.0);
+            }),
+        ),
+        (
+            "a cell twice",
+            Box::new(|r: &mut Value| {
+                let c = r["results"][0].clone();
+                r["results"].as_array_mut().unwrap().push(c);
+            }),
+        ),
+        (
+            "passes 0",
+            Box::new(|r: &mut Value| {
+                r["method"]["passes"] = Value::from(0);
+            }),
+        ),
+    ];
+    for (what, edit) in edits {
+        let mut r = good.clone();
+        edit(&mut r);
+        let p = write_json(&dir, "bad.json", &r);
+        let out = bin().arg("report").arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", describe(&out));
+        assert!(
+            text(&out.stderr).contains("impossible report"),
+            "{what}: {}",
+            describe(&out)
+        );
+        let out = bin().arg("compare").arg(&p).arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", describe(&out));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn resume_refuses_an_edited_method() {
+    let dir = temp_dir("edited");
+    let (_, good) = saved_report(&dir);
+    for passes in [0, 6] {
+        let mut r = good.clone();
+        r["method"]["passes"] = Value::from(passes);
+        r["complete"] = Value::from(false);
+        let p = write_json(&dir, "edited.json", &r);
+        let before = std::fs::read_to_string(&p).unwrap();
+        let out = bin().args(["run", "--resume"]).arg(&p).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "passes {passes}: {}",
+            describe(&out)
+        );
+        assert!(text(&out.stderr).contains("passes"), "{}", describe(&out));
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            before,
+            "left as it was"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let dir = temp_dir("ansi");
+    let (_, mut r) = saved_report(&dir);
+    for c in r["results"].as_array_mut().unwrap() {
+        c["config"] = Value::from("\u{1b}[31mred\u{1b}[0m\r");
+    }
+    r["machine"]["name"] = Value::from("evil\u{1b}]0;title\u{7}");
+    let p = write_json(&dir, "ansi.json", &r);
+    for args in [vec!["report"], vec!["compare"]] {
+        let mut cmd = bin();
+        cmd.args(&args).arg(&p);
+        if args[0] == "compare" {
+            cmd.arg(&p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        for stream in [&out.stdout, &out.stderr] {
+            let s = text(stream);
+            assert!(
+                !s.contains('\u{1b}') && !s.contains('\r') && !s.contains('\u{7}'),
+                "{s:?}"
+            );
+        }
+        assert!(
+            text(&out.stdout).contains("\\u{1b}[31mred"),
+            "{}",
+            describe(&out)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
