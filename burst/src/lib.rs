@@ -208,8 +208,9 @@ pub use output::{
 };
 pub use progress::{Progress, fmt_duration};
 pub use render::{
-    MIN_RUNS_TO_JUDGE, NOISE_THRESHOLD_PERCENT, SPEEDUPS, Verdict, cell_text, compare, conclusions,
-    full_text, header, is_noisy, judge, ratio_text, tables,
+    COMPARE_SIGMAS, ComparedCell, ComparedRatio, Comparison, MIN_RUNS_TO_JUDGE,
+    NOISE_THRESHOLD_PERCENT, SPEEDUPS, Verdict, cell_text, compare, comparison, conclusions,
+    full_text, header, is_noisy, judge, paired_log_ratios, ratio_text, t_critical_99, tables,
 };
 pub use report::{
     Cells, ConfigRecord, Generator, MAX_NS_PER_PASS, MAX_REPORT_BYTES, Machine, Method, Mode,
