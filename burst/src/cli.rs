@@ -252,6 +252,10 @@ pub struct CompareArgs {
     /// The report compared with it
     #[arg(value_name = "B.json")]
     pub b: PathBuf,
+    /// Write the comparison as JSON, a verdict per ratio and cell (`-`: stdout; the text
+    /// then goes to stderr)
+    #[arg(short, long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `topology [--preset NAME | --describe FILE] [--json]`.
@@ -585,7 +589,19 @@ fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
     }
     let mut written = Vec::new();
     if let Some(out) = &json {
-        out.write(&(merged.to_json() + "\n"))?;
+        // The report, plus the verdict of every ratio (ignored when read back).
+        let mut value = serde_json::to_value(&merged).map_err(|e| BurstError::Io {
+            path: PathBuf::from(out.describe()),
+            reason: e.to_string(),
+        })?;
+        if let serde_json::Value::Object(obj) = &mut value {
+            obj.insert(
+                "verdicts".to_string(),
+                serde_json::to_value(render::verdicts(&merged)).unwrap_or_default(),
+            );
+        }
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        out.write(&(text + "\n"))?;
         written.push(out.describe());
     }
     if let Some(out) = &svg {
@@ -604,14 +620,31 @@ fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
 }
 
 fn compare_command(args: &CompareArgs) -> Result<i32, BurstError> {
+    if let Some(j) = &args.json {
+        for input in [&args.a, &args.b] {
+            check_distinct(&[("--json", j.as_path()), ("input", input.as_path())])?;
+        }
+    }
     let a = read_report(&args.a)?;
     let b = read_report(&args.b)?;
-    let text = render::compare(
-        &a,
-        &args.a.display().to_string(),
-        &b,
-        &args.b.display().to_string(),
-    );
-    crate::write_stdout(&text)?;
+    let json = prepare("--json", &args.json)?;
+    let (an, bn) = (args.a.display().to_string(), args.b.display().to_string());
+    let text = render::compare(&a, &an, &b, &bn);
+    if let Some(out) = &json {
+        let c = render::comparison(&a, &an, &b, &bn);
+        let body = serde_json::to_string_pretty(&c).map_err(|e| BurstError::Io {
+            path: PathBuf::from(out.describe()),
+            reason: e.to_string(),
+        })?;
+        out.write(&(body + "\n"))?;
+    }
+    if json.as_ref().is_some_and(Output::is_stdout) {
+        write_stderr(&text);
+    } else {
+        crate::write_stdout(&text)?;
+    }
+    if let Some(out) = json.as_ref().filter(|o| !o.is_stdout()) {
+        say(&format!("compare: wrote {}", out.describe()));
+    }
     Ok(0)
 }

@@ -412,6 +412,59 @@ pub fn conclusions(report: &Report) -> String {
     out
 }
 
+/// The verdict of one speedup of one (configuration, delay) of a report (`report --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RatioVerdict {
+    /// Configuration.
+    pub config: String,
+    /// Delay, ms.
+    pub delay_ms: f64,
+    /// `legacy/local` or `cpu/mmcid`.
+    pub ratio: String,
+    /// The ratio of the means.
+    pub value: f64,
+    /// Slot migrations of the numerator and the denominator (over all runs).
+    pub slot_migrations: [u64; 2],
+    /// [`Verdict::words`], or why it is not judged (no slot moved, or both moved alike).
+    pub verdict: String,
+}
+
+/// Every speedup of `report` with its verdict, in table order (the rules of [`conclusions`]).
+pub fn verdicts(report: &Report) -> Vec<RatioVerdict> {
+    let (configs, delays, indices) = report.axes();
+    let cells = report.cells();
+    let mut out = Vec::new();
+    for (c, _) in &configs {
+        for &d in &delays {
+            let moved = indices
+                .iter()
+                .filter_map(|i| cells.get(c, d, i))
+                .any(|r| r.slot_migrations > 0);
+            for (label, a, b) in SPEEDUPS {
+                let (Some(x), Some(y)) = (cells.get(c, d, a), cells.get(c, d, b)) else {
+                    continue;
+                };
+                let verdict = if !moved {
+                    "not judged (no slot moved: not a locality effect)".to_string()
+                } else if x.slot_migrations == y.slot_migrations {
+                    "not judged (same slot migrations: not a locality comparison)".to_string()
+                } else {
+                    judge(x, y).words().to_string()
+                };
+                out.push(RatioVerdict {
+                    config: c.clone(),
+                    delay_ms: d,
+                    ratio: label.to_string(),
+                    value: x.ns_per_pass / y.ns_per_pass,
+                    slot_migrations: [x.slot_migrations, y.slot_migrations],
+                    verdict,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// `X, Y and Z`.
 fn join_and(items: &[String]) -> String {
     match items {

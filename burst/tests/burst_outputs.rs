@@ -306,3 +306,80 @@ fn a_failed_write_does_not_claim_a_partial_report() {
     assert!(!seen.contains("partial report"), "{seen}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn compare_and_report_write_a_verdict_per_cell_as_json() {
+    let dir = temp_dir("verdicts");
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    // Different machines, no configuration name in common: matched by shape.
+    for (path, preset, config) in [(&a, "xeon-e-2388g", "1c-1l3"), (&b, "epyc-9654", "8c-1l3")] {
+        let out = bin()
+            .args([
+                "--simulate",
+                preset,
+                "--config",
+                config,
+                "--runs",
+                "3",
+                "-q",
+                "--json",
+            ])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let out = bin()
+        .arg("compare")
+        .arg(&a)
+        .arg(&b)
+        .args(["--json", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        c["matched"].as_str().unwrap().starts_with("by shape"),
+        "{c}"
+    );
+    let ratios = c["ratios"].as_array().unwrap();
+    assert_eq!(ratios.len(), 4, "two delays x two ratios: {c}");
+    assert!(
+        ratios
+            .iter()
+            .all(|r| r["verdict"].is_string() && r["b_config"] == "8c-1l3")
+    );
+    assert!(c["machine_difference"].is_string(), "{c}");
+    // The same machine twice: every cell compared, each with a verdict.
+    let out = bin()
+        .arg("compare")
+        .arg(&a)
+        .arg(&a)
+        .args(["--json", "-"])
+        .output()
+        .unwrap();
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = c["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 8, "{c}");
+    assert!(
+        cells.iter().all(|x| x["verdict"] == "within the noise"),
+        "{c}"
+    );
+    assert!((c["drift"].as_f64().unwrap() - 1.0).abs() < 1e-12);
+    // `report --json`: the report (it reads back) plus a verdict per ratio.
+    let r = dir.join("r.json");
+    let out = bin()
+        .arg("report")
+        .arg(&a)
+        .arg("--json")
+        .arg(&r)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    Report::read(&r).expect("reads back as a report");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&r).unwrap()).unwrap();
+    let verdicts = v["verdicts"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 4, "{v}");
+    assert!(verdicts.iter().all(|x| x["verdict"].is_string()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
