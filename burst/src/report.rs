@@ -85,7 +85,13 @@ impl Machine {
             plural(topology.l3().len(), "L3 domain", "L3 domains"),
         );
         let (name, summary) = if simulated {
-            // The note starts with the part's name ("AMD EPYC 9654 (Zen 4 ...), ...").
+            // A preset's note starts with the part's name ("AMD EPYC 9654 (Zen 4 ...), ...");
+            // another note (the template's "Template for --describe: ...") names no part, so
+            // the first words count as one only when they start with a CPU vendor's name.
+            const VENDORS: [&str; 10] = [
+                "AMD", "Intel", "Ampere", "Arm", "ARM", "Apple", "IBM", "Qualcomm", "Fujitsu",
+                "NVIDIA",
+            ];
             let part = model
                 .as_deref()
                 .map(|n| {
@@ -95,7 +101,11 @@ impl Machine {
                         .trim()
                         .to_string()
                 })
-                .filter(|p| !p.is_empty());
+                .filter(|p| {
+                    p.split_whitespace()
+                        .next()
+                        .is_some_and(|w| VENDORS.contains(&w))
+                });
             let summary = match part {
                 Some(p) => format!("{packages} x {p}, {counts} (modelled: {})", topology.name()),
                 None => format!(

@@ -388,3 +388,38 @@ fn control_characters_in_names_are_escaped() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_template_header_names_no_part_from_its_note() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/machine-template.json");
+    let out = simulate(&p);
+    assert!(out.status.success(), "{}", describe(&out));
+    let first = text(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!first.contains("Template for"), "{first}");
+    assert!(
+        first.contains("on 2 packages, 8 cores, 8 CPUs, 4 L3 domains (modelled: template-2s-4l3)"),
+        "{first}"
+    );
+    // A preset's note still names its part.
+    let out = bin()
+        .args([
+            "--simulate",
+            "epyc-9654",
+            "--config",
+            "8c-1l3",
+            "--runs",
+            "1",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out.stdout).contains("on 2 x AMD EPYC 9654,"),
+        "{}",
+        describe(&out)
+    );
+}
