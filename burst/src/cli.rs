@@ -192,6 +192,9 @@ pub struct RunArgs {
     /// No progress on stderr
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// Tables with the delays side by side (wider than 100 columns)
+    #[arg(long, help_heading = "Output")]
+    pub wide: bool,
     /// Refuse runs estimated longer than this: s, min, h [default: 24h]
     #[arg(long, value_name = "TIME", value_parser = parse_time_limit, help_heading = "Limits")]
     pub max_duration: Option<Duration>,
@@ -241,6 +244,9 @@ pub struct ReportArgs {
     /// Write the (merged) report as JSON (`-`: stdout; the tables then go to stderr)
     #[arg(short, long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Tables with the delays side by side (wider than 100 columns)
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `compare A.json B.json`.
@@ -351,8 +357,8 @@ fn write_svg(report: &Report, out: &Output) -> Result<(), BurstError> {
 
 /// Prints the tables and conclusions of `report` to stdout, or to stderr when stdout
 /// carries JSON.
-fn print_text(report: &Report, json_on_stdout: bool) -> Result<(), BurstError> {
-    let text = render::full_text(report);
+fn print_text(report: &Report, json_on_stdout: bool, wide: bool) -> Result<(), BurstError> {
+    let text = render::full_text_with(report, wide);
     if json_on_stdout {
         write_stderr(&text);
         Ok(())
@@ -493,7 +499,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
             }
         }
         if !report.results.is_empty()
-            && let Err(e) = print_text(&report, json_on_stdout)
+            && let Err(e) = print_text(&report, json_on_stdout, args.wide)
         {
             first_error = first_error.or(Some(e));
         }
@@ -577,13 +583,13 @@ fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
             if reports.len() > 1 {
                 text.push_str(&format!("merged {} reports\n", reports.len()));
             }
-            text.push_str(&render::full_text(&merged));
+            text.push_str(&render::full_text_with(&merged, args.wide));
         }
         Some(why) => {
             text.push_str(&format!("not merged: {why}\n"));
             for (r, f) in reports.iter().zip(&args.files) {
                 text.push_str(&format!("\n== {} ==\n", f.display()));
-                text.push_str(&render::full_text(r));
+                text.push_str(&render::full_text_with(r, args.wide));
             }
         }
     }

@@ -192,10 +192,15 @@ pub fn header(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "burst ({}) on {} | kernel {} | {} B item, {} warm-up + {} timed passes, {} run(s), seed {}",
+        "burst ({}) on {}\nkernel {}\n{} B item, {} warm-up + {} timed passes, {} run(s), seed {}",
         report.mode,
         report.machine.summary(),
-        report.kernel,
+        // A modelled kernel's long description: one clause a line.
+        if report.kernel.len() > 90 {
+            report.kernel.replace("; ", ";\n  ")
+        } else {
+            report.kernel.clone()
+        },
         report.method.item_size,
         report.method.warmup,
         report.method.passes,
@@ -267,9 +272,10 @@ fn align_with(rows: &[Vec<String>], left: usize) -> String {
     out
 }
 
-/// The tables: ns per pass (with spreads, marks and speedups) and the locality statistics;
-/// then the noise legend and the skipped sources. See [`conclusions`] for what follows.
-pub fn tables(report: &Report) -> String {
+/// The tables, one line per configuration, delays side by side (`--wide`; 170 columns on 2
+/// CPUs, 290 on the EPYC preset): ns per pass (with spreads, marks and speedups) and the
+/// locality statistics; then the noise legend and the skipped sources.
+pub fn tables_wide(report: &Report) -> String {
     let (configs, delays, indices) = report.axes();
     let cells = report.cells();
     let mut out = String::new();
@@ -348,6 +354,83 @@ pub fn tables(report: &Report) -> String {
     out
 }
 
+/// The tables in the narrow form (the default; within 100 columns for configuration names
+/// up to 12 characters): one line per cell (configuration, delay, index) with its ns per
+/// pass and locality, then one line per (configuration, delay) with the speedups; then the
+/// noise legend and the skipped sources. See [`conclusions`] for what follows, and
+/// [`tables_wide`] for the delays side by side.
+pub fn tables(report: &Report) -> String {
+    let (configs, delays, indices) = report.axes();
+    let cells = report.cells();
+    let mut out = String::new();
+    let has = |i: &str| indices.iter().any(|x| x == i);
+    let speedups: Vec<_> = SPEEDUPS
+        .iter()
+        .filter(|(_, a, b)| has(a) && has(b))
+        .collect();
+    if !configs.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nns per pass (mean of the run means, ±spread of the run means; [low-high] an \
+             interval);\nlocality: slot migrations / timed passes, distinct slots (over all runs)"
+        );
+        let mut rows = vec![vec![
+            "config".to_string(),
+            "cpus".into(),
+            "delay".into(),
+            "index".into(),
+            "ns per pass".into(),
+            "locality".into(),
+        ]];
+        for (c, n) in &configs {
+            for d in &delays {
+                for i in &indices {
+                    if let Some(r) = cells.get(c, *d, i) {
+                        rows.push(vec![
+                            c.clone(),
+                            n.to_string(),
+                            fmt_ms(*d),
+                            i.clone(),
+                            cell_text(r),
+                            format!("{}/{}, {}", r.slot_migrations, r.passes, r.distinct_slots),
+                        ]);
+                    }
+                }
+            }
+        }
+        out.push_str(&align_with(&rows, 1));
+        if !speedups.is_empty() {
+            let _ = writeln!(out, "\nspeedups (ratios of ns per pass)");
+            let mut head = vec!["config".to_string(), "delay".into()];
+            head.extend(speedups.iter().map(|(name, _, _)| name.to_string()));
+            let mut rows = vec![head];
+            for (c, _) in &configs {
+                for d in &delays {
+                    let mut row = vec![c.clone(), fmt_ms(*d)];
+                    for (_, a, b) in &speedups {
+                        row.push(match (cells.get(c, *d, a), cells.get(c, *d, b)) {
+                            (Some(x), Some(y)) => ratio_text(x, y),
+                            _ => "-".into(),
+                        });
+                    }
+                    rows.push(row);
+                }
+            }
+            out.push_str(&align_with(&rows, 1));
+        }
+        if report.results.iter().any(is_noisy) {
+            let _ = writeln!(
+                out,
+                "\n~ spread above {NOISE_THRESHOLD_PERCENT:.0}% of the mean: that timing is unreliable"
+            );
+        }
+    }
+    for s in &report.skipped {
+        let _ = writeln!(out, "\nskipped {}: {}", s.index, s.reason);
+    }
+    out
+}
+
 /// The line above an aligned table: `|  delay 200ms` over each delay's group.
 fn group_header_line(table: &str, delays: &[f64]) -> String {
     let head = table.lines().next().unwrap_or_default();
@@ -375,8 +458,8 @@ pub fn conclusions(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nconclusions (a ratio is larger than the noise when its runs, paired by run number, \
-         reject 1 at 99% (Student's t); see README, \"The output\"):"
+        "\nconclusions (ratios judged on runs paired by run number, Student's t at 99%; see \
+         README):"
     );
     if !report.complete {
         let _ = writeln!(
@@ -737,7 +820,7 @@ pub fn comparison(a: &Report, a_name: &str, b: &Report, b_name: &str) -> Compari
         }
         (
             pairs,
-            "by shape (no configuration name in common: the largest configuration with one L3 \
+            "by shape (no configuration name in common:\nthe largest configuration with one L3 \
              domain, or several, on each side)"
                 .to_string(),
         )
@@ -877,7 +960,7 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
         };
         let _ = writeln!(
             out,
-            "{tag} = {name}: {} on {} | {kernel}\n    {} B item, {} warm-up + {} timed passes, {} run(s){}",
+            "{tag} = {name}: {} on {}\n    {kernel} | {} B item, {} warm-up + {} timed passes, {} run(s){}",
             r.mode,
             r.machine.summary(),
             r.method.item_size,
@@ -903,7 +986,7 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
     if !c.ratios.is_empty() {
         let _ = writeln!(
             out,
-            "\nwithin-run ratios, matched {} (paired runs, 99% Welch test on log ratios):",
+            "\nwithin-run ratios (paired runs, 99% Welch test on log ratios), matched {}:",
             c.matched
         );
         let mut rows = vec![vec![
@@ -934,10 +1017,9 @@ pub fn compare(a: &Report, a_name: &str, b: &Report, b_name: &str) -> String {
         let drift = c.drift.unwrap_or(1.0);
         let _ = writeln!(
             out,
-            "\ncells in common: drift B/A {drift:.2}x (median over {} cells: the machine's change \
-             between the invocations, or a change of everything); each cell's B/A is judged \
-             after it, {COMPARE_SIGMAS:.0} x its noise plus a spread between invocations of \
-             {:.1}%:",
+            "\ncells in common: drift B/A {drift:.2}x (median over {} cells: the change between \
+             the\ninvocations, or of everything); each B/A is judged after it: different beyond \
+             {COMPARE_SIGMAS:.0} x\n(its noise + a spread between invocations of {:.1}%):",
             c.cells.len(),
             100.0 * c.between_invocations.unwrap_or(0.0)
         );
@@ -1013,10 +1095,19 @@ fn unmatched(report: &Report, rows: &[&ResultRow]) -> Vec<String> {
         .collect()
 }
 
-/// Everything printed for a report: header, tables, conclusions.
+/// Everything printed for a report: header, tables (narrow), conclusions.
 pub fn full_text(report: &Report) -> String {
+    full_text_with(report, false)
+}
+
+/// [`full_text`] with the wide tables when `wide` ([`tables_wide`]).
+pub fn full_text_with(report: &Report, wide: bool) -> String {
     let mut out = header(report);
-    out.push_str(&tables(report));
+    out.push_str(&if wide {
+        tables_wide(report)
+    } else {
+        tables(report)
+    });
     out.push_str(&conclusions(report));
     out
 }

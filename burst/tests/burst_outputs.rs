@@ -383,3 +383,29 @@ fn compare_and_report_write_a_verdict_per_cell_as_json() {
     assert!(verdicts.iter().all(|x| x["verdict"].is_string()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn tables_fit_100_columns_unless_wide() {
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["--simulate", "epyc-9654", "--runs", "1", "-q"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        text(&out.stdout)
+    };
+    // Everything but the conclusions' prose (one line per configuration).
+    let widest = |t: &str| {
+        t.lines()
+            .filter(|l| !l.contains(" CPUs): ") && !l.contains(" CPU): "))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let narrow = run(&[]);
+    assert!(widest(&narrow) <= 100, "{narrow}");
+    assert!(narrow.contains("legacy/local"), "{narrow}");
+    let wide = run(&["--wide"]);
+    assert!(widest(&wide) > 100, "{wide}");
+}
