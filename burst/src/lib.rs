@@ -27,7 +27,7 @@
 //! | `report.rs` | [`Report`]: the JSON document, reading saved reports, merging |
 //! | `render.rs` | the tables, noise marks, conclusions, comparisons |
 //! | `svg.rs` | the SVG chart |
-//! | `output.rs` | atomic report files, stdout errors |
+//! | `output.rs` | outputs that never harm (atomic replace of regular files and link targets, devices and FIFOs in place, one file under two options refused), bounded reads, terminal-safe text |
 //! | `progress.rs` | progress on stderr (`indicatif`) |
 //!
 //! ## The method (reference section 3)

@@ -5,13 +5,22 @@
 //! percent of their mean) is above [`NOISE_THRESHOLD_PERCENT`] (25%) is marked `~`: its
 //! timing is unreliable.
 //!
-//! **Within the noise or not** ([`judge`]): two cells A and B with `nA`, `nB` runs, run means
-//! of mean `mA`, `mB` and sample standard deviations `sA`, `sB`. Their difference is *larger
-//! than the noise* when `|mA - mB| > 2 x sqrt(sA²/nA + sB²/nB)` (twice the combined standard
-//! error: roughly a 95% two-sided test), otherwise *within the noise*. With fewer than 3 runs
-//! on either side the noise is not judged. When either cell has an interval (`ns_per_pass_low` /
-//! `_high`, from a model), the intervals are compared instead (a cell without one counts as
-//! its mean): apart means *beyond the intervals*, overlapping *within the intervals*.
+//! **Within the noise or not, in one report** ([`judge`]): the runs of cells A and B are
+//! paired by run number (a run runs its index sources one after another on the same start
+//! order, so the machine's drift between runs cancels in each pair); with `n` pairs, the mean
+//! `m` and sample standard deviation `s` of `ln(A_k / B_k)`, the difference is *larger than
+//! the noise* when `|m| > t99(n-1) x s / sqrt(n)` (Student's t, 99% two-sided), otherwise
+//! *within the noise*; fewer than 3 pairs are not judged. When either cell has an interval
+//! (`ns_per_pass_low` / `_high`, from a model), the intervals are compared instead (a cell
+//! without one counts as its mean): apart means *beyond the intervals*, overlapping *within
+//! the intervals*. The conclusions judge no ratio where no source moved its slot.
+//!
+//! **Between two reports** ([`comparison`]): the methods first (a difference is stated and
+//! the absolute timings are not judged); then the within-run ratios (Welch's test at 99% on
+//! the paired log ratios of each side), matched by configuration name or else by shape; then
+//! the absolute ns of the cells in common after the drift (the median `ln(B/A)`): a cell is
+//! different when its residual exceeds [`COMPARE_SIGMAS`] times the root of its own variance
+//! plus `tau^2`, the spread between invocations estimated robustly from all residuals.
 
 use std::fmt::Write as _;
 
