@@ -211,7 +211,7 @@ pub use render::{
     COMPARE_SIGMAS, ComparedCell, ComparedRatio, Comparison, MIN_RUNS_TO_JUDGE,
     NOISE_THRESHOLD_PERCENT, RatioVerdict, SPEEDUPS, Verdict, cell_text, compare, comparison,
     conclusions, full_text, full_text_with, header, is_noisy, judge, paired_log_ratios, ratio_text,
-    t_critical_99, tables, verdicts,
+    t_critical_99, tables, tables_wide, verdicts,
 };
 pub use report::{
     Cells, ConfigRecord, Generator, MAX_NS_PER_PASS, MAX_REPORT_BYTES, Machine, Method, Mode,

@@ -205,7 +205,7 @@ enum Method {
     InPlace { target: PathBuf, what: &'static str },
 }
 
-/// A file named as an output; see the [module docs](self) for what each kind of path gets.
+/// A file named as an output; what each kind of path gets: the `output.rs` module docs (the README, "Nothing is lost, nothing is harmed").
 #[derive(Debug, Clone)]
 pub struct AtomicFile {
     path: PathBuf,
@@ -227,7 +227,7 @@ fn read_only(path: &Path, mode: u32) -> bool {
 
 impl AtomicFile {
     /// Checks that `path` can be written without harm, before any work (the rules in the
-    /// [module docs](self)). For a replaced file the temporary file is created and removed.
+    /// `output.rs` module docs). For a replaced file the temporary file is created and removed.
     pub fn prepare(path: &Path) -> Result<AtomicFile, BurstError> {
         if path.as_os_str().is_empty() {
             return Err(io_error(path, "empty file name"));

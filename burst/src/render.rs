@@ -117,7 +117,7 @@ pub fn paired_log_ratios(a: &ResultRow, b: &ResultRow) -> Vec<f64> {
 }
 
 /// Compares the timings of two cells A and B of one report (see the
-/// [module docs](self)): the runs are paired by run number and the mean of `ln(A_k / B_k)`
+/// `render.rs` module docs): the runs are paired by run number and the mean of `ln(A_k / B_k)`
 /// is tested against 0 with Student's t at 99% (two-sided; `n - 1` degrees of freedom).
 /// Larger than the noise when `|mean| > t99(n-1) x sd / sqrt(n)`; not judged with fewer
 /// than [`MIN_RUNS_TO_JUDGE`] pairs. When either cell has an interval, the intervals are
