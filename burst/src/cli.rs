@@ -16,7 +16,7 @@ use crate::options::{
     MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options, Target, parse_duration,
     parse_index, parse_size, parse_time_limit,
 };
-use crate::output::{Output, say, write_stderr};
+use crate::output::{Output, check_distinct, say, write_stderr};
 use crate::progress::Progress;
 use crate::report::Report;
 use crate::runner::{Done, Hooks, execute, plan_resume, plan_run};
@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// No progress on stderr
     #[arg(short, long, help_heading = "Output")]
     pub quiet: bool,
+    /// Tables with the delays side by side (wider than 100 columns)
+    #[arg(long, help_heading = "Output")]
+    pub wide: bool,
     /// Refuse runs estimated longer than this: s, min, h [default: 24h]
     #[arg(long, value_name = "TIME", value_parser = parse_time_limit, help_heading = "Limits")]
     pub max_duration: Option<Duration>,
@@ -243,6 +246,9 @@ pub struct ReportArgs {
     /// Write the (merged) report as JSON (`-`: stdout; the tables then go to stderr)
     #[arg(short, long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Tables with the delays side by side (wider than 100 columns)
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// `compare A.json B.json`.
@@ -254,6 +260,10 @@ pub struct CompareArgs {
     /// The report compared with it
     #[arg(value_name = "B.json")]
     pub b: PathBuf,
+    /// Write the comparison as JSON, a verdict per ratio and cell (`-`: stdout; the text
+    /// then goes to stderr)
+    #[arg(short, long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// `topology [--preset NAME | --describe FILE] [--json]`.
@@ -338,16 +348,12 @@ fn prepare(option: &str, path: &Option<PathBuf>) -> Result<Option<Output>, Burst
         .transpose()
 }
 
-fn check_distinct(json: &Option<PathBuf>, svg: &Option<PathBuf>) -> Result<(), BurstError> {
-    if let (Some(j), Some(s)) = (json, svg)
-        && j == s
-    {
-        return Err(BurstError::Usage(format!(
-            "--json and --svg name the same file {}",
-            j.display()
-        )));
-    }
-    Ok(())
+/// The files named by options, for [`check_distinct`]: `(option, path)` for each given.
+fn named<'a>(pairs: &[(&'a str, Option<&'a Path>)]) -> Vec<(&'a str, &'a Path)> {
+    pairs
+        .iter()
+        .filter_map(|(o, p)| p.map(|p| (*o, p)))
+        .collect()
 }
 
 /// Writes the chart of `report` to `out`.
@@ -372,8 +378,8 @@ fn write_svg(report: &Report, out: &Output) -> Result<(), BurstError> {
 
 /// Prints the tables and conclusions of `report` to stdout, or to stderr when stdout
 /// carries JSON.
-fn print_text(report: &Report, json_on_stdout: bool) -> Result<(), BurstError> {
-    let text = render::full_text(report);
+fn print_text(report: &Report, json_on_stdout: bool, wide: bool) -> Result<(), BurstError> {
+    let text = render::full_text_with(report, wide);
     if json_on_stdout {
         write_stderr(&text);
         Ok(())
@@ -388,6 +394,17 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         return Err(BurstError::Usage(
             "--svg: this build has no `svg` feature".to_string(),
         ));
+    }
+    // A partial report is a regular file (never read a FIFO or a device).
+    if let Some(path) = &args.resume {
+        // (A missing file is reported by the read below.)
+        let irregular = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+        if irregular {
+            return Err(BurstError::Usage(format!(
+                "--resume {}: not a regular file (a partial report is one)",
+                path.display()
+            )));
+        }
     }
     // The plan: checked, estimated and refused where needed, before any output is opened.
     let (plan, mut done, json_path) = match &args.resume {
@@ -405,7 +422,12 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         }
         None => (plan_run(&options)?, Done::new(), options.json.clone()),
     };
-    check_distinct(&json_path, &options.svg)?;
+    // No two options may name one file (whatever the spelling: links, `./`, hard links).
+    check_distinct(&named(&[
+        ("--json", options.json.as_deref()),
+        ("--svg", options.svg.as_deref()),
+        ("--resume", args.resume.as_deref()),
+    ]))?;
     if json_path.as_deref() == Some(Path::new("-"))
         && options.svg.as_deref() == Some(Path::new("-"))
     {
@@ -426,6 +448,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         say(&plan.describe(&done));
     }
     if let Some(Output::File(f)) = &json
+        && f.is_replaced()
         && !options.quiet
     {
         say(&format!(
@@ -448,12 +471,18 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
     // Real runs save after every run; simulations (many short runs) at most once a second.
     let mut last_save: Option<std::time::Instant> = None;
     let simulated = plan.simulated();
+    // Whether the JSON file holds a report (a partial one after an interruption): set by
+    // every successful write of a regular file, so a failed write never claims one.
+    let saved = std::cell::Cell::new(false);
     let mut checkpoint = |report: &Report| -> Result<(), BurstError> {
         let due = !simulated || last_save.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         match &json {
-            Some(Output::File(f)) if due => {
+            // Devices and FIFOs are written once, at the end.
+            Some(Output::File(f)) if due && f.is_replaced() => {
                 last_save = Some(std::time::Instant::now());
-                f.write((report.to_json() + "\n").as_bytes())
+                f.write((report.to_json() + "\n").as_bytes())?;
+                saved.set(true);
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -475,7 +504,10 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
     if !report.results.is_empty() || outcome.is_ok() {
         if let Some(out) = &json {
             match out.write(&(report.to_json() + "\n")) {
-                Ok(()) => written.push(out.describe()),
+                Ok(()) => {
+                    written.push(out.describe());
+                    saved.set(matches!(out, Output::File(f) if f.is_replaced()));
+                }
                 Err(e) => first_error = first_error.or(Some(e)),
             }
         }
@@ -488,7 +520,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
             }
         }
         if !report.results.is_empty()
-            && let Err(e) = print_text(&report, json_on_stdout)
+            && let Err(e) = print_text(&report, json_on_stdout, args.wide)
         {
             first_error = first_error.or(Some(e));
         }
@@ -499,7 +531,7 @@ fn run_command(args: &RunArgs) -> Result<i32, BurstError> {
         }
     }
     let json_file = match &json {
-        Some(Output::File(f)) if !report.results.is_empty() => Some(f.path().display().to_string()),
+        Some(Output::File(f)) if saved.get() => Some(f.path().display().to_string()),
         _ => None,
     };
     match outcome {
@@ -534,7 +566,13 @@ fn read_report(path: &Path) -> Result<Report, BurstError> {
 }
 
 fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
-    check_distinct(&args.json, &args.svg)?;
+    // The outputs may name neither each other nor an input.
+    let mut files = named(&[
+        ("--json", args.json.as_deref()),
+        ("--svg", args.svg.as_deref()),
+    ]);
+    files.extend(args.files.iter().map(|f| ("input", f.as_path())));
+    check_distinct(&files)?;
     let reports: Vec<Report> = args
         .files
         .iter()
@@ -566,19 +604,31 @@ fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
             if reports.len() > 1 {
                 text.push_str(&format!("merged {} reports\n", reports.len()));
             }
-            text.push_str(&render::full_text(&merged));
+            text.push_str(&render::full_text_with(&merged, args.wide));
         }
         Some(why) => {
             text.push_str(&format!("not merged: {why}\n"));
             for (r, f) in reports.iter().zip(&args.files) {
                 text.push_str(&format!("\n== {} ==\n", f.display()));
-                text.push_str(&render::full_text(r));
+                text.push_str(&render::full_text_with(r, args.wide));
             }
         }
     }
     let mut written = Vec::new();
     if let Some(out) = &json {
-        out.write(&(merged.to_json() + "\n"))?;
+        // The report, plus the verdict of every ratio (ignored when read back).
+        let mut value = serde_json::to_value(&merged).map_err(|e| BurstError::Io {
+            path: PathBuf::from(out.describe()),
+            reason: e.to_string(),
+        })?;
+        if let serde_json::Value::Object(obj) = &mut value {
+            obj.insert(
+                "verdicts".to_string(),
+                serde_json::to_value(render::verdicts(&merged)).unwrap_or_default(),
+            );
+        }
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        out.write(&(text + "\n"))?;
         written.push(out.describe());
     }
     if let Some(out) = &svg {
@@ -597,14 +647,31 @@ fn report_command(args: &ReportArgs) -> Result<i32, BurstError> {
 }
 
 fn compare_command(args: &CompareArgs) -> Result<i32, BurstError> {
+    if let Some(j) = &args.json {
+        for input in [&args.a, &args.b] {
+            check_distinct(&[("--json", j.as_path()), ("input", input.as_path())])?;
+        }
+    }
     let a = read_report(&args.a)?;
     let b = read_report(&args.b)?;
-    let text = render::compare(
-        &a,
-        &args.a.display().to_string(),
-        &b,
-        &args.b.display().to_string(),
-    );
-    crate::write_stdout(&text)?;
+    let json = prepare("--json", &args.json)?;
+    let (an, bn) = (args.a.display().to_string(), args.b.display().to_string());
+    let text = render::compare(&a, &an, &b, &bn);
+    if let Some(out) = &json {
+        let c = render::comparison(&a, &an, &b, &bn);
+        let body = serde_json::to_string_pretty(&c).map_err(|e| BurstError::Io {
+            path: PathBuf::from(out.describe()),
+            reason: e.to_string(),
+        })?;
+        out.write(&(body + "\n"))?;
+    }
+    if json.as_ref().is_some_and(Output::is_stdout) {
+        write_stderr(&text);
+    } else {
+        crate::write_stdout(&text)?;
+    }
+    if let Some(out) = json.as_ref().filter(|o| !o.is_stdout()) {
+        say(&format!("compare: wrote {}", out.describe()));
+    }
     Ok(0)
 }

@@ -27,7 +27,7 @@
 //! | `report.rs` | [`Report`]: the JSON document, reading saved reports, merging |
 //! | `render.rs` | the tables, noise marks, conclusions, comparisons |
 //! | `svg.rs` | the SVG chart |
-//! | `output.rs` | atomic report files, stdout errors |
+//! | `output.rs` | outputs that never harm (atomic replace of regular files and link targets, devices and FIFOs in place, one file under two options refused), bounded reads, terminal-safe text |
 //! | `progress.rs` | progress on stderr (`indicatif`) |
 //!
 //! ## The method (reference section 3)
@@ -203,15 +203,21 @@ pub use options::{
     DEFAULT_MAX_DURATION, MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP, Options,
     OptionsError, Target, parse_duration, parse_index, parse_size, parse_time_limit,
 };
-pub use output::{AtomicFile, Output, say, write_stdout};
+pub use output::{
+    AtomicFile, FileId, Output, check_distinct, follow_links, read_bounded, say, terminal_safe,
+    write_stdout,
+};
 pub use progress::{Progress, fmt_duration};
 pub use render::{
-    MIN_RUNS_TO_JUDGE, NOISE_THRESHOLD_PERCENT, SPEEDUPS, Verdict, cell_text, compare, conclusions,
-    full_text, header, is_noisy, judge, ratio_text, tables,
+    COMPARE_SIGMAS, ComparedCell, ComparedRatio, Comparison, MIN_RUNS_TO_JUDGE,
+    NOISE_THRESHOLD_PERCENT, RatioVerdict, SPEEDUPS, Verdict, cell_text, compare, comparison,
+    conclusions, full_text, full_text_with, header, is_noisy, judge, paired_log_ratios, ratio_text,
+    t_critical_99, tables, tables_wide, verdicts,
 };
 pub use report::{
-    ConfigRecord, Generator, Machine, Method, Mode, PlanRecord, Report, ReportError, ResultRow,
-    RunRecord, SCHEMA, Skipped, TargetRecord, fmt_ms,
+    Cells, ConfigRecord, Generator, MAX_NS_PER_PASS, MAX_REPORT_BYTES, Machine, Method, Mode,
+    PlanRecord, Report, ReportError, ResultRow, RunRecord, SCHEMA, Skipped, TargetRecord, escape,
+    fmt_ms,
 };
 pub use runner::{
     Cell, Checkpoint, Done, Hooks, RunConfig, RunPlan, cpu_model_name, describe_configs, execute,

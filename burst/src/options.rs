@@ -253,9 +253,14 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .map_err(|_| "expected a whole number of bytes, KiB or MiB".to_string())?;
     let scale = match unit.trim() {
         "" | "B" => 1,
-        "K" | "KiB" | "k" | "KB" => 1024,
-        "M" | "MiB" | "MB" => 1024 * 1024,
-        other => return Err(format!("unknown unit {other:?} (B, KiB, MiB)")),
+        "K" | "KiB" => 1024,
+        "M" | "MiB" => 1024 * 1024,
+        u @ ("KB" | "kB" | "k" | "kb" | "Kb" | "MB" | "mb" | "Mb") => {
+            return Err(format!(
+                "unit {u:?} is ambiguous (1000 or 1024?): write KiB or MiB (or K, M: 1024-based)"
+            ));
+        }
+        other => return Err(format!("unknown unit {other:?} (B, KiB or K, MiB or M)")),
     };
     value
         .checked_mul(scale)

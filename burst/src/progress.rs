@@ -165,7 +165,7 @@ impl Progress {
             }
             Display::Bar(bar) => {
                 if !self.simulated {
-                    bar.println(&text);
+                    bar.println(crate::output::terminal_safe(&text));
                 }
                 bar.set_position(self.runs_done as u64);
                 bar.set_message(format!("{}/{} runs", self.runs_done, self.runs_total));

@@ -2,7 +2,7 @@
 //! saved reports (schema 1 and 2), per-run records, merging. The text outputs are in
 //! `render.rs`, the chart in `svg.rs`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -85,7 +85,13 @@ impl Machine {
             plural(topology.l3().len(), "L3 domain", "L3 domains"),
         );
         let (name, summary) = if simulated {
-            // The note starts with the part's name ("AMD EPYC 9654 (Zen 4 ...), ...").
+            // A preset's note starts with the part's name ("AMD EPYC 9654 (Zen 4 ...), ...");
+            // another note (the template's "Template for --describe: ...") names no part, so
+            // the first words count as one only when they start with a CPU vendor's name.
+            const VENDORS: [&str; 10] = [
+                "AMD", "Intel", "Ampere", "Arm", "ARM", "Apple", "IBM", "Qualcomm", "Fujitsu",
+                "NVIDIA",
+            ];
             let part = model
                 .as_deref()
                 .map(|n| {
@@ -95,7 +101,11 @@ impl Machine {
                         .trim()
                         .to_string()
                 })
-                .filter(|p| !p.is_empty());
+                .filter(|p| {
+                    p.split_whitespace()
+                        .next()
+                        .is_some_and(|w| VENDORS.contains(&w))
+                });
             let summary = match part {
                 Some(p) => format!("{packages} x {p}, {counts} (modelled: {})", topology.name()),
                 None => format!(
@@ -482,6 +492,9 @@ pub enum ReportError {
     Json(serde_json::Error),
     /// Written by a newer version.
     Schema(u32),
+    /// A value no run can produce (non-finite, negative, more migrations than passes, a
+    /// method outside the options' ranges, a cell twice).
+    Invalid(String),
 }
 
 impl fmt::Display for ReportError {
@@ -493,11 +506,16 @@ impl fmt::Display for ReportError {
                 f,
                 "report schema {n} is newer than this build reads ({SCHEMA}); update percid-burst"
             ),
+            ReportError::Invalid(why) => write!(f, "impossible report: {why}"),
         }
     }
 }
 
 impl std::error::Error for ReportError {}
+
+/// The largest report file read (`report`, `compare`, `--resume`): 1 GiB, room for
+/// about 500,000 cells of 5 runs.
+pub const MAX_REPORT_BYTES: u64 = 1 << 30;
 
 impl Report {
     /// The report as pretty-printed JSON.
@@ -510,14 +528,133 @@ impl Report {
         serde_json::from_str(text)
     }
 
-    /// Reads a saved report, checking its schema version.
+    /// Reads a saved report, checking its schema version. A file larger than
+    /// [`MAX_REPORT_BYTES`] is refused.
     pub fn read(path: &Path) -> Result<Report, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(ReportError::Io)?;
+        let text = crate::output::read_bounded(path, MAX_REPORT_BYTES).map_err(ReportError::Io)?;
         let report = Report::from_json(&text).map_err(ReportError::Json)?;
         if report.schema > SCHEMA {
             return Err(ReportError::Schema(report.schema));
         }
+        report.validate().map_err(ReportError::Invalid)?;
         Ok(report)
+    }
+
+    /// Checks that every value is one a run can produce: the method within the options'
+    /// ranges; per cell a name, 1 to 8192 CPUs, a delay in (0, 1 h], at most `method.runs`
+    /// runs, timings finite and in (0, [`MAX_NS_PER_PASS`]], at most as many slot
+    /// migrations and distinct slots as timed passes (per run too), and no cell twice.
+    /// Linear in the cells.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::options::{MAX_DELAY, MAX_ITEM_SIZE, MAX_PASSES, MAX_RUNS, MAX_WARMUP};
+        let m = &self.method;
+        let ranges = [
+            ("item_size", m.item_size, 1, MAX_ITEM_SIZE),
+            ("passes", m.passes, 1, MAX_PASSES),
+            ("runs", m.runs, 1, MAX_RUNS),
+            ("warmup", m.warmup, 0, MAX_WARMUP),
+        ];
+        for (name, v, lo, hi) in ranges {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("method.{name} {v} is outside {lo} to {hi}"));
+            }
+        }
+        if m.stride < m.item_size {
+            return Err(format!(
+                "method.stride {} is below the item size {}",
+                m.stride, m.item_size
+            ));
+        }
+        let time = |what: &str, cell: &str, v: f64| -> Result<(), String> {
+            if v.is_finite() && v > 0.0 && v <= MAX_NS_PER_PASS {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cell}: {what} {v} is not a time in (0, {MAX_NS_PER_PASS:e}] ns"
+                ))
+            }
+        };
+        let mut seen = HashSet::new();
+        let max_delay_ms = MAX_DELAY.as_secs_f64() * 1e3;
+        for r in &self.results {
+            let cell = format!(
+                "cell {} {} {}",
+                escape(&r.config),
+                crate::fmt_ms(r.delay_ms),
+                escape(&r.index)
+            );
+            if r.config.is_empty() || r.index.is_empty() {
+                return Err(format!("{cell}: empty name"));
+            }
+            if !(1..=crate::machine::MAX_CPUS).contains(&r.cpus) {
+                return Err(format!("{cell}: {} CPUs", r.cpus));
+            }
+            if !(r.delay_ms.is_finite() && r.delay_ms > 0.0 && r.delay_ms <= max_delay_ms) {
+                return Err(format!("{cell}: delay {} ms", r.delay_ms));
+            }
+            if !seen.insert((r.config.as_str(), r.delay_ms.to_bits(), r.index.as_str())) {
+                return Err(format!("{cell} appears twice"));
+            }
+            if r.runs.is_empty() || r.runs.len() > m.runs {
+                return Err(format!(
+                    "{cell}: {} runs (method.runs is {})",
+                    r.runs.len(),
+                    m.runs
+                ));
+            }
+            time("ns_per_pass", &cell, r.ns_per_pass)?;
+            for &v in &r.runs {
+                time("a run's ns_per_pass", &cell, v)?;
+            }
+            for v in [r.ns_per_pass_low, r.ns_per_pass_high]
+                .into_iter()
+                .flatten()
+            {
+                time("interval end", &cell, v)?;
+            }
+            if r.slot_migrations > r.passes || r.distinct_slots > r.passes.max(1) {
+                return Err(format!(
+                    "{cell}: {} slot migrations and {} distinct slots in {} timed passes",
+                    r.slot_migrations, r.distinct_slots, r.passes
+                ));
+            }
+            if !r.per_run.is_empty() && r.per_run.len() != r.runs.len() {
+                return Err(format!("{cell}: per_run and runs differ in length"));
+            }
+            for run in &r.per_run {
+                time("a run's ns_per_pass", &cell, run.ns_per_pass)?;
+                for v in [run.ns_per_pass_low, run.ns_per_pass_high]
+                    .into_iter()
+                    .flatten()
+                    .chain(run.draws.iter().copied())
+                {
+                    time("a run's draw or interval", &cell, v)?;
+                }
+                if run.slot_migrations > run.passes {
+                    return Err(format!(
+                        "{cell}: run {} has {} slot migrations in {} timed passes",
+                        run.run, run.slot_migrations, run.passes
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every cell by (configuration, delay, index), for lookups in constant time.
+    pub fn cells(&self) -> Cells<'_> {
+        Cells {
+            map: self
+                .results
+                .iter()
+                .map(|r| {
+                    (
+                        (r.config.as_str(), r.delay_ms.to_bits(), r.index.as_str()),
+                        r,
+                    )
+                })
+                .collect(),
+        }
     }
 
     /// The cell of (configuration, delay, index), if run.
@@ -528,18 +665,20 @@ impl Report {
     }
 
     /// Configurations (with their CPU counts), delays and index sources, in report order.
+    /// Linear in the cells.
     pub fn axes(&self) -> (Vec<(String, usize)>, Vec<f64>, Vec<String>) {
         let mut configs: Vec<(String, usize)> = Vec::new();
         let mut delays: Vec<f64> = Vec::new();
         let mut indices: Vec<String> = Vec::new();
+        let (mut c_seen, mut d_seen, mut i_seen) = (HashSet::new(), HashSet::new(), HashSet::new());
         for r in &self.results {
-            if !configs.iter().any(|(c, _)| *c == r.config) {
+            if c_seen.insert(r.config.as_str()) {
                 configs.push((r.config.clone(), r.cpus));
             }
-            if !delays.contains(&r.delay_ms) {
+            if d_seen.insert(r.delay_ms.to_bits()) {
                 delays.push(r.delay_ms);
             }
-            if !indices.contains(&r.index) {
+            if i_seen.insert(r.index.as_str()) {
                 indices.push(r.index.clone());
             }
         }
@@ -576,10 +715,11 @@ impl Report {
         {
             return Some("different methods (item size, warm-up, passes or seed)".to_string());
         }
+        let cells = self.cells();
         if let Some(r) = other
             .results
             .iter()
-            .find(|r| self.find(&r.config, r.delay_ms, &r.index).is_some())
+            .find(|r| cells.get(&r.config, r.delay_ms, &r.index).is_some())
         {
             return Some(format!(
                 "both have {} {} {}",
@@ -608,6 +748,42 @@ impl Report {
         self.plan = None;
         Ok(())
     }
+}
+
+/// The longest time per pass a report may hold: 1e15 ns (11.6 days), far above any pass,
+/// and low enough that sums of millions of them stay exact enough in `f64`.
+pub const MAX_NS_PER_PASS: f64 = 1e15;
+
+/// The cells of a report by (configuration, delay, index) ([`Report::cells`]).
+#[derive(Debug)]
+pub struct Cells<'a> {
+    map: HashMap<(&'a str, u64, &'a str), &'a ResultRow>,
+}
+
+impl<'a> Cells<'a> {
+    /// The cell of (configuration, delay, index), if run.
+    pub fn get(&self, config: &str, delay_ms: f64, index: &str) -> Option<&'a ResultRow> {
+        self.map.get(&(config, delay_ms.to_bits(), index)).copied()
+    }
+}
+
+/// `s` with every control character (ANSI escapes, newlines, tabs) shown as `\u{..}`, so a
+/// name from a file cannot drive the terminal.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }
 
 /// `200ms`, `10ms`, `0.5ms`.

@@ -12,7 +12,7 @@ use crate::harness::{self, run_real_with, unavailable_reason};
 use crate::interrupt::Interrupt;
 use crate::machine::{Configurations, MachineDescription};
 use crate::model::{CostModel, percentile_interval, run_draws, trace_run};
-use crate::options::{Options, Target, parse_index};
+use crate::options::{MAX_DELAY, Options, Target, parse_index};
 use crate::progress::{Progress, fmt_duration};
 use crate::report::{
     ConfigRecord, Generator, Machine, Method, Mode, PlanRecord, Report, ResultRow, RunRecord,
@@ -299,6 +299,19 @@ pub fn plan_resume(report: &Report, options: &Options) -> Result<(RunPlan, Done)
             report.kernel
         )));
     }
+    if report.method.stride != 64 * 1024 {
+        return Err(refuse(format!(
+            "method.stride {} is not the pool's 65536",
+            report.method.stride
+        )));
+    }
+    for &ms in &p.delays_ms {
+        if !(ms.is_finite() && ms > 0.0 && ms <= MAX_DELAY.as_secs_f64() * 1e3) {
+            return Err(refuse(format!(
+                "the plan's delay {ms} ms is not in (0, 1 h]"
+            )));
+        }
+    }
     let mut configs = Vec::new();
     for c in &p.configs {
         let set =
@@ -362,7 +375,23 @@ pub fn plan_resume(report: &Report, options: &Options) -> Result<(RunPlan, Done)
                 row.index
             )));
         }
+        // Each saved run must be one this method makes: threads x passes timed passes (a
+        // report whose method was edited after the runs is refused, not mixed in).
+        let threads = plan.configs[key.0].cpus.len() as u64;
+        let expected = threads * plan.method.passes as u64;
         for r in &row.per_run {
+            if r.passes != expected || row.cpus as u64 != threads {
+                return Err(refuse(format!(
+                    "cell {} {} {}: run {} has {} timed passes on {} CPUs, the method (passes {}) on {threads} CPUs gives {expected}: the method or the results were edited",
+                    row.config,
+                    fmt_ms(row.delay_ms),
+                    row.index,
+                    r.run,
+                    r.passes,
+                    row.cpus,
+                    plan.method.passes
+                )));
+            }
             if r.run >= plan.method.runs || r.seed != run_seed(plan.method.seed, r.run) {
                 return Err(refuse(format!(
                     "cell {} {} {}: run {} does not belong to this plan",

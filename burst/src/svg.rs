@@ -58,10 +58,11 @@ const PALETTE: [RGBColor; 4] = [
 /// Renders the chart as SVG text.
 pub fn render(report: &Report) -> Result<String, String> {
     let (configs, delays, indices) = report.axes();
+    let by_cell = report.cells();
     let groups: Vec<(String, f64)> = configs
         .iter()
         .flat_map(|(c, _)| delays.iter().map(move |d| (c.clone(), *d)))
-        .filter(|(c, d)| indices.iter().any(|i| report.find(c, *d, i).is_some()))
+        .filter(|(c, d)| indices.iter().any(|i| by_cell.get(c, *d, i).is_some()))
         .collect();
     if groups.is_empty() {
         return Err("no results to draw".to_string());
@@ -165,7 +166,7 @@ pub fn render(report: &Report) -> Result<String, String> {
             let cells: Vec<(usize, &crate::ResultRow)> = groups
                 .iter()
                 .enumerate()
-                .filter_map(|(g, (c, d))| report.find(c, *d, idx).map(|r| (g, r)))
+                .filter_map(|(g, (c, d))| by_cell.get(c, *d, idx).map(|r| (g, r)))
                 .collect();
             chart
                 .draw_series(cells.iter().map(|(g, r)| {
@@ -260,7 +261,7 @@ pub fn render(report: &Report) -> Result<String, String> {
                 .iter()
                 .enumerate()
                 .filter_map(|(g, (c, d))| {
-                    report.find(c, *d, idx).map(|r| {
+                    by_cell.get(c, *d, idx).map(|r| {
                         let pct = if r.passes == 0 {
                             0.0
                         } else {

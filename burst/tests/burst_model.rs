@@ -143,8 +143,10 @@ fn whole_preset_runs() {
 
 #[test]
 fn sparse_cpu_numbers_use_memory_for_the_cpus_in_use() {
-    // Issue 10.9: CPUs 0 and 4194303 (the highest CPU a set can hold). The simulator used to
-    // size its per-line state (and the allocator) by the highest CPU: a 24 GiB allocation.
+    // Issue 10.9: CPUs 0 and a high CPU number. The simulator used to size its per-line state
+    // (and the allocator) by the highest CPU: a 24 GiB allocation for CPU 4194303. Issue 20
+    // bounds descriptions to Linux's NR_CPUS (CPU numbers up to 8191; 4194303 is refused),
+    // so the sparse case is now CPUs 0 and 8191.
     let cost_model = MachineDescription::preset("xeon-e-2388g")
         .unwrap()
         .cost_model
@@ -152,13 +154,15 @@ fn sparse_cpu_numbers_use_memory_for_the_cpus_in_use() {
     let description = serde_json::json!({
         "format": "percid-topology/1",
         "name": "sparse",
-        "possible": "0,4194303",
-        "cores": ["0", "4194303"],
-        "l3": [{ "cpus": "0,4194303" }],
-        "packages": [{ "cpus": "0,4194303" }],
+        "possible": "0,8191",
+        "cores": ["0", "8191"],
+        "l3": [{ "cpus": "0,8191" }],
+        "packages": [{ "cpus": "0,8191" }],
         "cost_model": cost_model,
     });
     let machine = MachineDescription::from_json(&description.to_string()).unwrap();
+    let too_high = description.to_string().replace("8191", "4194303");
+    assert!(MachineDescription::from_json(&too_high).is_err());
     let model = CostModel::from_machine(&machine).unwrap();
     let method = percid_burst::Method {
         item_size: 16 * 1024,
@@ -168,7 +172,7 @@ fn sparse_cpu_numbers_use_memory_for_the_cpus_in_use() {
         runs: 1,
         seed: 1,
     };
-    let cpus = [0, 4_194_303];
+    let cpus = [0, 8191];
     let plan = percid_burst::Plan::new(2, Duration::from_millis(200), 5);
     for index in Index::ALL {
         let records =

@@ -257,6 +257,11 @@ fn units() {
     assert!(parse_time_limit("1 fortnight").is_err());
     assert_eq!(parse_size("16KiB"), Ok(16384));
     assert_eq!(parse_size("64K"), Ok(65536));
+    // SI-looking units are ambiguous: refused, as the docs list only B, KiB/K and MiB/M.
+    for ambiguous in ["16KB", "16kB", "16k", "1MB"] {
+        let e = parse_size(ambiguous).unwrap_err();
+        assert!(e.contains("ambiguous"), "{ambiguous}: {e}");
+    }
     assert_eq!(parse_size("100"), Ok(100));
     assert!(parse_size("1GiB").is_err());
 }

@@ -1,7 +1,8 @@
 //! Tables, noise marks and conclusions on hand-made reports with known numbers.
 
 use percid_burst::{
-    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, conclusions, judge, mean, tables,
+    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, comparison, conclusions, judge,
+    mean, tables,
 };
 
 fn row(
@@ -124,9 +125,10 @@ fn conclusions_say_what_the_numbers_mean() {
         lines[1],
         "8c-1l3 (8 CPUs): at 200ms, locality effect present (user-legacy moved its slot on 160 \
          of 200 timed passes; cpu, mmcid and user-local on 0), visible in the timings: \
-         legacy/local 14.62x (larger than the noise), cpu/mmcid 1.00x (no difference). \
-         At 10ms, no locality effect (no source moved its slot): legacy/local 1.01x (within \
-         the noise), cpu/mmcid 1.29x (within the noise); noisy: cpu ±67%."
+         legacy/local 14.62x (larger than the noise), cpu/mmcid 1.00x (same slot migrations: \
+         not a locality comparison). At 10ms, no locality effect (no source moved its slot): \
+         legacy/local 1.01x, cpu/mmcid 1.29x (not judged: with no slot moved, a timing \
+         difference is not a locality effect); noisy: cpu ±67%."
     );
     assert_eq!(
         lines[2],
@@ -165,11 +167,22 @@ fn noisy_cells_are_marked_with_a_legend() {
 fn the_noise_rule() {
     let a = row("c", 1, 1.0, "cpu", &[100.0, 102.0, 98.0], (0, 3, 1));
     let b = row("c", 1, 1.0, "mmcid", &[110.0, 112.0, 108.0], (0, 3, 1));
-    // |100 - 110| = 10 > 2 x sqrt(4/3 + 4/3) = 3.3
+    // Paired by run: ln(100/110), ln(102/112), ln(98/108) have mean -0.0953 and sd 0.0018,
+    // so |t| = 0.0953 / (0.0018 / sqrt 3) = 92 > t99(2) = 9.925.
     assert_eq!(judge(&a, &b), Verdict::Larger);
     let wide = row("c", 1, 1.0, "mmcid", &[80.0, 140.0, 110.0], (0, 3, 1));
-    // |100 - 110| = 10 < 2 x sqrt(4/3 + 900/3) = 34.7
+    // ln(100/80), ln(102/140), ln(98/110): mean -0.070, sd 0.275: |t| = 0.44 < 9.925.
     assert_eq!(judge(&a, &wide), Verdict::Within);
+    // A drift between runs that moves both sources alike cancels in the pairs: the same
+    // 1.1x ratio on runs whose level drifts by 2x is still larger than the noise, where an
+    // unpaired test of the two cells would call it within the noise.
+    let drifting_a = row("c", 1, 1.0, "cpu", &[100.0, 150.0, 200.0], (0, 3, 1));
+    let drifting_b = row("c", 1, 1.0, "mmcid", &[110.0, 165.5, 219.0], (0, 3, 1));
+    assert_eq!(judge(&drifting_b, &drifting_a), Verdict::Larger);
+    // Two runs with the same ratio but opposite drift: within the noise at 99%.
+    let c1 = row("c", 1, 1.0, "cpu", &[100.0, 100.0, 100.0], (0, 3, 1));
+    let c2 = row("c", 1, 1.0, "mmcid", &[95.0, 104.0, 101.0], (0, 3, 1));
+    assert_eq!(judge(&c2, &c1), Verdict::Within);
     assert_eq!(judge(&a, &a), Verdict::Equal);
     let two = row("c", 1, 1.0, "mmcid", &[110.0, 112.0], (0, 2, 1));
     assert_eq!(judge(&a, &two), Verdict::Unknown);
@@ -239,4 +252,62 @@ fn partial_reports_say_so() {
     let text = percid_burst::full_text(&r);
     assert!(text.contains("PARTIAL: 30 of 48 runs"), "{text}");
     assert!(text.contains("(partial report: 30 of 48 runs)"), "{text}");
+}
+
+/// `hand_made()` with every run scaled by `scale` and cell `k` (in report order) by
+/// `change` too, the runs jittered by a fixed pattern.
+fn rerun(scale: f64, k: usize, change: f64) -> Report {
+    let mut r = hand_made();
+    for (i, cell) in r.results.iter_mut().enumerate() {
+        let f = scale * if i == k { change } else { 1.0 };
+        let jitter = [1.0, 1.01, 0.99];
+        cell.runs = cell
+            .runs
+            .iter()
+            .zip(jitter.iter().cycle().skip(i % 3))
+            .map(|(x, j)| x * f * j)
+            .collect();
+        cell.ns_per_pass = mean(cell.runs.iter().copied());
+    }
+    r
+}
+
+#[test]
+fn compare_states_the_drift_and_judges_cells_after_it() {
+    let a = hand_made();
+    // The whole machine 30% slower between the invocations: drift, no cell different (the
+    // rule before judged absolute ns alone and called most cells larger than the noise).
+    let b = rerun(1.3, usize::MAX, 1.0);
+    let c = comparison(&a, "a", &b, "b");
+    let drift = c.drift.expect("drift measured");
+    assert!((drift - 1.3).abs() < 0.02, "{drift}");
+    let different: Vec<_> = c
+        .cells
+        .iter()
+        .filter(|x| x.verdict == "different")
+        .collect();
+    assert!(different.is_empty(), "{different:?}");
+    // One cell 2x slower on top of the drift: that cell alone is different.
+    let b = rerun(1.3, 1, 2.0);
+    let c = comparison(&a, "a", &b, "b");
+    let different: Vec<_> = c
+        .cells
+        .iter()
+        .filter(|x| x.verdict == "different")
+        .collect();
+    assert_eq!(different.len(), 1, "{:?}", c.cells);
+    assert_eq!(
+        (different[0].delay_ms, different[0].index.as_str()),
+        (200.0, "mmcid")
+    );
+    // The within-run ratios are compared first, and the method is checked.
+    assert!(!c.ratios.is_empty());
+    let mut other = rerun(1.0, usize::MAX, 1.0);
+    other.method.item_size = 1024;
+    let c = comparison(&a, "a", &other, "b");
+    assert_eq!(
+        c.method_differences,
+        vec!["item size (B) 16384 vs 1024".to_string()]
+    );
+    assert!(c.cells.iter().all(|x| x.verdict.contains("methods differ")));
 }

@@ -439,14 +439,22 @@ impl fmt::Display for Topology {
         cache_summary(self, "L1d", &self.l1d, f)?;
         cache_summary(self, "L2", &self.l2, f)?;
         cache_summary(self, "L3", &self.l3, f)?;
+        // Each core under the L3 domain of its first CPU: one pass over the domains and one
+        // over the cores (linear in the CPUs; a search per core was cubic for 8192 CPUs).
+        let mut l3_by_cpu = std::collections::HashMap::new();
         for (i, d) in self.l3.iter().enumerate() {
+            for cpu in d.cpus.iter() {
+                l3_by_cpu.entry(cpu).or_insert(i);
+            }
+        }
+        let mut cores_by_l3: Vec<Vec<String>> = vec![Vec::new(); self.l3.len()];
+        for c in &self.cores {
+            if let Some(&i) = c.cpus.first().and_then(|cpu| l3_by_cpu.get(&cpu)) {
+                cores_by_l3[i].push(format!("[{}]", c.cpus));
+            }
+        }
+        for (i, (d, cores)) in self.l3.iter().zip(&cores_by_l3).enumerate() {
             let size = d.size.map_or("size unknown".into(), human_size);
-            let cores: Vec<String> = self
-                .cores
-                .iter()
-                .filter(|c| c.cpus.first().and_then(|cpu| self.l3_of(cpu)) == Some(i))
-                .map(|c| format!("[{}]", c.cpus))
-                .collect();
             writeln!(
                 f,
                 "  L3 #{i} ({size}, {}): CPUs {}; {} core(s): {}",

@@ -59,7 +59,22 @@ fn as_str<'v>(v: &'v Value, field: &str) -> Result<&'v str, MachineError> {
 
 /// The CPU list at `v`, named `field`.
 fn as_cpus(v: &Value, field: &str) -> Result<CpuSet, MachineError> {
-    CpuSet::parse(as_str(v, field)?).map_err(|source| MachineError::BadCpuList {
+    let text = as_str(v, field)?;
+    // Refuse CPU numbers beyond the limit before any set is built for them.
+    for number in text.split([',', '-']) {
+        if let Ok(n) = number.trim().parse::<u64>()
+            && n >= MAX_CPUS as u64
+        {
+            return Err(MachineError::Invalid {
+                field: field.to_string(),
+                reason: format!(
+                    "CPU {n}: a description has at most {MAX_CPUS} CPUs (0 to {}, Linux's NR_CPUS maximum)",
+                    MAX_CPUS - 1
+                ),
+            });
+        }
+    }
+    CpuSet::parse(text).map_err(|source| MachineError::BadCpuList {
         context: field.to_string(),
         source,
     })
@@ -131,6 +146,86 @@ fn domain_list(v: &Value, kind: &str) -> Result<Vec<Domain>, MachineError> {
         .collect()
 }
 
+/// The most CPUs of a description (CPU numbers 0 to 8191): Linux's largest `NR_CPUS`.
+pub const MAX_CPUS: usize = 8192;
+
+/// Checks that the cache sharing nests, naming the field that breaks it: every core within
+/// one L2 domain, every L1d and L2 domain within one L3 domain, every L3 domain within one
+/// package, and no cache smaller than a level below it. Linear in the CPUs.
+fn check_nesting(t: &Topology) -> Result<(), MachineError> {
+    use std::collections::HashMap;
+    fn index(list: &[&CpuSet]) -> HashMap<usize, usize> {
+        let mut m = HashMap::new();
+        for (i, cpus) in list.iter().enumerate() {
+            for cpu in cpus.iter() {
+                m.insert(cpu, i);
+            }
+        }
+        m
+    }
+    fn sets(l: &[CacheDomain]) -> Vec<&CpuSet> {
+        l.iter().map(|d| &d.cpus).collect()
+    }
+    let (l2, l3) = (sets(t.l2()), sets(t.l3()));
+    let packages: Vec<&CpuSet> = t.packages().iter().map(|d| &d.cpus).collect();
+    let cores: Vec<&CpuSet> = t.cores().iter().map(|c| &c.cpus).collect();
+    let l1d = sets(t.l1d());
+    let (in_l2, in_l3, in_pkg) = (index(&l2), index(&l3), index(&packages));
+    let within = |inner: &[&CpuSet],
+                  inner_name: &str,
+                  outer: &HashMap<usize, usize>,
+                  outer_name: &str|
+     -> Result<(), MachineError> {
+        for cpus in inner {
+            let mut at = cpus.iter().map(|c| outer.get(&c));
+            let first = at.next().flatten();
+            if at.any(|o| o != first) {
+                return Err(MachineError::Invalid {
+                    field: inner_name.to_string(),
+                    reason: format!("the domain of CPUs {cpus} spans more than one {outer_name}"),
+                });
+            }
+        }
+        Ok(())
+    };
+    within(&cores, "cores", &in_l2, "L2 domain")?;
+    within(&cores, "cores", &in_l3, "L3 domain")?;
+    within(&l1d, "l1d", &in_l2, "L2 domain")?;
+    within(&l2, "l2", &in_l3, "L3 domain")?;
+    within(&l3, "l3", &in_pkg, "package")?;
+    // Sizes: a cache is at least as large as each one below it that it contains.
+    let sizes = |inner: &[CacheDomain],
+                 name: &str,
+                 outer: &[CacheDomain],
+                 map: &HashMap<usize, usize>,
+                 oname: &str|
+     -> Result<(), MachineError> {
+        for d in inner {
+            let o = d.cpus.first().and_then(|c| map.get(&c)).map(|&i| &outer[i]);
+            if let (Some(small), Some(o)) = (d.size, o)
+                && let Some(big) = o.size
+                && big < small
+            {
+                return Err(MachineError::Invalid {
+                    field: oname.to_string(),
+                    reason: format!(
+                        "the domain of CPUs {} ({big} bytes) is smaller than the {name} domain of CPUs {} ({small} bytes) it contains",
+                        o.cpus, d.cpus
+                    ),
+                });
+            }
+        }
+        Ok(())
+    };
+    sizes(t.l1d(), "l1d", t.l2(), &in_l2, "l2")?;
+    sizes(t.l2(), "l2", t.l3(), &in_l3, "l3")?;
+    Ok(())
+}
+
+/// The largest machine description file read: 64 MiB (a description of 8192 CPUs, the
+/// most accepted, takes a few MiB).
+pub const MAX_DESCRIPTION_BYTES: u64 = 64 << 20;
+
 impl MachineDescription {
     /// Loads a JSON description (format in the [module docs](super#json-descriptions)).
     pub fn from_json(text: &str) -> Result<MachineDescription, MachineError> {
@@ -141,9 +236,11 @@ impl MachineDescription {
     /// Loads a JSON description from a file.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<MachineDescription, MachineError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| MachineError::Io {
-            path: path.to_path_buf(),
-            source,
+        let text = crate::output::read_bounded(path, MAX_DESCRIPTION_BYTES).map_err(|source| {
+            MachineError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         MachineDescription::from_json(&text)
     }
@@ -224,6 +321,7 @@ impl MachineDescription {
             },
             TopologySource::Description,
         )?;
+        check_nesting(&topology)?;
         Ok(MachineDescription {
             topology,
             cost_model,

@@ -76,7 +76,7 @@ use std::path::PathBuf;
 use percid::topology::{CpuSetError, Topology, TopologyError};
 
 pub use configurations::{Configuration, ConfigurationKind, Configurations};
-pub use description::FORMAT;
+pub use description::{FORMAT, MAX_CPUS, MAX_DESCRIPTION_BYTES};
 pub use presets::PRESETS;
 
 /// A machine: its topology and, for a modelled machine, the simulator's cost model.
@@ -161,6 +161,14 @@ pub enum MachineError {
         /// The names it derives.
         available: Vec<String>,
     },
+    /// A field that contradicts the others or a limit (cache sharing that does not nest,
+    /// more CPUs than [`MAX_CPUS`]).
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<TopologyError> for MachineError {
@@ -194,6 +202,7 @@ impl fmt::Display for MachineError {
                 "no configuration named '{name}' on this topology (configurations: {})",
                 available.join(", ")
             ),
+            Invalid { field, reason } => write!(f, "field '{field}': {reason}"),
         }
     }
 }

@@ -157,6 +157,30 @@ pub const PARAMS: &[&str] = &[
     "idle.owner_probe_full_ms",
 ];
 
+/// The most Monte Carlo draws per run (`draws`): each draw is a full replay of the run.
+pub const MAX_DRAWS: usize = 10_000;
+
+/// Line sizes accepted (`line_bytes`): 8 bytes to 4 KiB.
+pub const LINE_BYTES_RANGE: (usize, usize) = (8, 4096);
+
+/// The physical upper bound of a parameter (its central value and its range's top), far
+/// above any machine: no latency or probe above 100 us (a DRAM miss is ~0.1 us), no per-line
+/// cost above 10 us, no pass overhead above 1 ms, no more than 4096 lines in flight, no
+/// bandwidth above 100 TB/s, no idle time above 1 hour (the longest delay), and a clock factor
+/// of at most 1.
+pub fn param_max(name: &str) -> f64 {
+    match name {
+        "pass_overhead_ns" => 1e6,
+        "core_ns_per_line" => 1e4,
+        "bandwidth.fabric_read_gbps" => 1e5,
+        "idle.clock_factor" => 1.0,
+        n if n.starts_with("latency_ns.") || n == "idle.owner_probe_ns" => 1e5,
+        n if n.starts_with("lines_in_flight.") => 4096.0,
+        n if n.starts_with("idle.") => 3.6e6,
+        _ => 0.0,
+    }
+}
+
 /// A bad or missing cost model.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelError {
@@ -348,8 +372,18 @@ impl CostModel {
                 self.format
             )));
         }
-        if self.line_bytes == 0 {
-            return Err(bound("line_bytes", "must be positive".into()));
+        let (lb_lo, lb_hi) = LINE_BYTES_RANGE;
+        if !(lb_lo..=lb_hi).contains(&self.line_bytes) {
+            return Err(bound(
+                "line_bytes",
+                format!("{} must be from {lb_lo} to {lb_hi}", self.line_bytes),
+            ));
+        }
+        if self.draws > MAX_DRAWS {
+            return Err(bound(
+                "draws",
+                format!("{} is above the maximum of {MAX_DRAWS}", self.draws),
+            ));
         }
         for name in PARAMS {
             let v = self.param(name).unwrap_or(f64::NAN);
@@ -365,6 +399,14 @@ impl CostModel {
                 return Err(bound(
                     name,
                     format!("must be a finite positive number, got {v}"),
+                ));
+            }
+            let max = param_max(name);
+            let top = self.ranges.get(*name).map_or(v, |r| r[1].max(v));
+            if top > max {
+                return Err(bound(
+                    name,
+                    format!("{top} is above its physical maximum {max}"),
                 ));
             }
         }

@@ -139,8 +139,8 @@ pub mod fit;
 mod sim;
 
 pub use cost::{
-    Bandwidth, COST_MODEL_FORMAT, COST_MODEL_FORMAT_V1, CostModel, Idle, Latencies, LineSource,
-    LinesInFlight, ModelError, PARAMS,
+    Bandwidth, COST_MODEL_FORMAT, COST_MODEL_FORMAT_V1, CostModel, Idle, LINE_BYTES_RANGE,
+    Latencies, LineSource, LinesInFlight, MAX_DRAWS, ModelError, PARAMS, param_max,
 };
 pub use sim::{PassTrace, RunTrace, Writer, simulate_run, trace_run};
 

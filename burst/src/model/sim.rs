@@ -9,7 +9,7 @@ use percid::index::Index;
 use percid::index::user_cid::{DeterministicAllocator, DeterministicConfig, Policy};
 use percid::topology::Topology;
 
-use super::cost::{CostModel, LineSource};
+use super::cost::{CostModel, LineSource, ModelError};
 use crate::BurstError;
 use crate::report::Method;
 use crate::schedule::Plan;
@@ -182,6 +182,19 @@ struct Simulation<'a> {
     passes: Vec<PassTrace>,
 }
 
+/// The virtual clock is u64 nanoseconds (584 years): a schedule beyond it is an error, never
+/// a wrap (which would make time run backwards for the allocator).
+fn time_overflow() -> BurstError {
+    BurstError::Model(ModelError::Invalid(
+        "the schedule's virtual time exceeds 2^64 ns (584 years): fewer passes, threads or a shorter delay".to_string(),
+    ))
+}
+
+/// `now + ns` on the virtual clock, or the overflow error.
+fn later(now: u64, ns: u64) -> Result<u64, BurstError> {
+    now.checked_add(ns).ok_or_else(time_overflow)
+}
+
 impl<'a> Simulation<'a> {
     fn new(
         topology: &Topology,
@@ -352,7 +365,8 @@ impl<'a> Simulation<'a> {
             seq += 1;
         };
         for &t in &self.plan.order {
-            let at = self.plan.start_offset(t).as_nanos() as u64;
+            let at =
+                u64::try_from(self.plan.start_offset(t).as_nanos()).map_err(|_| time_overflow())?;
             let ev = if self.method.warmup > 0 {
                 Event::Warmup
             } else {
@@ -360,7 +374,8 @@ impl<'a> Simulation<'a> {
             };
             push(&mut queue, at, t, ev);
         }
-        let sleep = self.plan.sleep_between().as_nanos() as u64;
+        let sleep =
+            u64::try_from(self.plan.sleep_between().as_nanos()).map_err(|_| time_overflow())?;
         // A warm pass: own lines in L1, core busy.
         let hot = self.model.pass_overhead_ns
             + self.lines as f64 * self.model.line_ns(LineSource::Own, 0);
@@ -372,7 +387,7 @@ impl<'a> Simulation<'a> {
                     let (slot, cid) = self.acquire(t, now)?;
                     let first = self.trace(cpu, slot, now).ns(self.model);
                     let ns = first + (self.method.warmup - 1) as f64 * hot;
-                    let end = now + ns.ceil() as u64;
+                    let end = later(now, ns.ceil() as u64)?;
                     let migrated = self.tracker.write(slot, cpu);
                     records.push(PassRecord {
                         thread: t,
@@ -394,7 +409,7 @@ impl<'a> Simulation<'a> {
                     let trace = self.trace(cpu, slot, now);
                     let ns = trace.ns(self.model);
                     self.passes.push(trace);
-                    let end = now + (ns.ceil() as u64).max(1);
+                    let end = later(now, (ns.ceil() as u64).max(1))?;
                     let migrated = self.tracker.write(slot, cpu);
                     records.push(PassRecord {
                         thread: t,
@@ -410,7 +425,12 @@ impl<'a> Simulation<'a> {
                 Event::TimedEnd { pass, cid } => {
                     self.release(t, cid, now);
                     if pass + 1 < self.method.passes {
-                        push(&mut queue, now + sleep, t, Event::Timed { pass: pass + 1 });
+                        push(
+                            &mut queue,
+                            later(now, sleep)?,
+                            t,
+                            Event::Timed { pass: pass + 1 },
+                        );
                     }
                 }
             }
