@@ -60,40 +60,55 @@ fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
-fn is_char_device(p: &str) -> bool {
+fn is_char_device(p: &Path) -> bool {
     std::fs::symlink_metadata(p)
         .unwrap()
         .file_type()
         .is_char_device()
 }
 
+/// A private copy of the memory device `1:minor` (`/dev/null` is 1:3, `/dev/full` 1:7) in a
+/// fresh directory, so that a regression replaces this node and never the machine's own.
+/// `None` where device nodes cannot be made (not root, or a filesystem mounted `nodev`
+/// refuses to open them): the test then says so and checks nothing.
+fn private_device(name: &str, minor: u32) -> Option<PathBuf> {
+    let path = temp_dir(name).join(name);
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mknod with a NUL-terminated path that lives across the call; it creates a node
+    // in our own fresh directory and touches nothing else.
+    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, minor)) };
+    if made != 0 || std::fs::OpenOptions::new().write(true).open(&path).is_err() {
+        eprintln!("skipped: cannot make a usable device node here (needs root, no nodev)");
+        return None;
+    }
+    Some(path)
+}
+
 #[test]
 fn dev_null_stays_a_character_device() {
+    let Some(null) = private_device("null", 3) else {
+        return;
+    };
     for option in ["--json", "--svg"] {
-        let out = simulate(&[os(option), os("/dev/null")]);
+        let out = simulate(&[os(option), null.as_os_str()]);
         assert!(out.status.success(), "{}", describe(&out));
-        assert!(
-            is_char_device("/dev/null"),
-            "{option} /dev/null replaced it"
-        );
+        assert!(is_char_device(&null), "{option} {null:?} replaced it");
     }
 }
 
 #[test]
 fn dev_full_is_an_output_error_and_stays_a_device() {
-    if !Path::new("/dev/full").exists() {
+    let Some(full) = private_device("full", 7) else {
         return;
-    }
+    };
+    let name = full.to_str().unwrap();
     for option in ["--json", "--svg"] {
-        let out = simulate(&[os(option), os("/dev/full")]);
+        let out = simulate(&[os(option), full.as_os_str()]);
         assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
         let err = text(&out.stderr);
-        assert!(err.contains("/dev/full") && err.contains("space"), "{err}");
+        assert!(err.contains(name) && err.contains("space"), "{err}");
         assert!(!err.contains("partial report"), "{err}");
-        assert!(
-            is_char_device("/dev/full"),
-            "{option} /dev/full replaced it"
-        );
+        assert!(is_char_device(&full), "{option} {full:?} replaced it");
     }
 }
 
