@@ -1,7 +1,8 @@
 //! Tables, noise marks and conclusions on hand-made reports with known numbers.
 
 use percid_burst::{
-    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, conclusions, judge, mean, tables,
+    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, conclusions, era_line, judge,
+    mean, tables,
 };
 
 fn row(
@@ -239,4 +240,19 @@ fn partial_reports_say_so() {
     let text = percid_burst::full_text(&r);
     assert!(text.contains("PARTIAL: 30 of 48 runs"), "{text}");
     assert!(text.contains("(partial report: 30 of 48 runs)"), "{text}");
+}
+
+#[test]
+fn a_real_runs_header_names_the_kernel_cid_era() {
+    let line = era_line("6.18.44-fc-v1252");
+    assert!(line.contains("cache-local (6.13-6.18)"), "{line}");
+    assert!(line.contains("as user-local imitates it"), "{line}");
+    let line = era_line("6.19.0-rc1");
+    assert!(
+        line.contains("per-task (6.19+)") && line.contains("user-task"),
+        "{line}"
+    );
+    assert!(era_line("6.12.9").contains("legacy (6.3-6.12)"));
+    assert!(era_line("5.15.0-generic").contains("no mm_cid"));
+    assert!(era_line("unknown").contains("unknown"));
 }
