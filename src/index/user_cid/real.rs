@@ -274,7 +274,9 @@ impl CidAllocator {
     }
 
     /// Whether `cid` is idle now: not leased, and kept by no CPU or by one that has not used
-    /// it for the expiry period (so no thread uses its slot until somebody acquires it). A
+    /// it for the expiry period (so no thread uses its slot until somebody acquires it).
+    /// Under [`Policy::PerTask`]: not leased and not owned by a thread (a CID a CPU owns in
+    /// per-CPU mode counts as idle while not held: that mode has no expiry). A
     /// snapshot; false at or above the capacity. With a stamp interval above 1 a CPU's use
     /// is stamped on some releases only, so a CID in steady use may look idle early: that
     /// costs a structure locality (it moves contents out of a slot in use), never exactness.

@@ -631,8 +631,11 @@ impl Core {
         };
         let s = w.load(Acquire);
         if self.policy == Policy::PerTask {
-            // No expiry: a CID a task or a CPU owns is in use by its owner.
-            return s & (LEASED | KEEPER_MASK) == 0;
+            // A CID a task owns is its thread's until the thread exits. One a CPU owns (per-CPU
+            // mode, no expiry) goes to whichever thread runs there next, which may be none:
+            // idle while not held, so that its slot can be adopted (costs locality, never
+            // exactness).
+            return s & LEASED == 0 && !task_owned(s);
         }
         s & LEASED == 0 && keeper_of(s).is_none_or(|d| self.expired(d, now))
     }
