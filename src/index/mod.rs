@@ -171,6 +171,8 @@ mod tests {
             assert_eq!(Index::parse(i.name()), Ok(i));
         }
         assert_eq!(Index::parse("user"), Ok(Index::User(Policy::CacheLocal)));
+        assert_eq!(Index::parse("user-task"), Ok(Index::User(Policy::PerTask)));
+        assert_eq!(Index::User(Policy::PerTask).name(), "user-task");
         let e = Index::parse("gpu").unwrap_err();
         assert!(e.to_string().contains("\"gpu\""), "{e}");
     }
