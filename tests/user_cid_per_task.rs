@@ -256,11 +256,14 @@ fn real_threads_keep_their_cids() {
         return;
     }
     let alloc = CidAllocator::new(AllocatorConfig::new(Policy::PerTask));
+    // Both stay alive until both are done: an exit lowers max_cids, and the survivor's CID
+    // then converges below it (CID 1 becomes 0), as on Linux 6.19.
+    let done = std::sync::Barrier::new(2);
     let seen: Vec<Vec<u32>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..2)
             .map(|_| {
                 s.spawn(|| {
-                    (0..20)
+                    let cids: Vec<u32> = (0..20)
                         .map(|i| {
                             let lease = alloc.acquire();
                             let cid = lease.cid();
@@ -272,7 +275,9 @@ fn real_threads_keep_their_cids() {
                             }
                             cid
                         })
-                        .collect()
+                        .collect();
+                    done.wait();
+                    cids
                 })
             })
             .collect();

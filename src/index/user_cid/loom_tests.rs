@@ -368,3 +368,28 @@ fn per_task_switch_back_races_leases() {
         assert!(f.none_leased());
     });
 }
+
+/// Two threads pinned to different CPUs register at once (as the burst benchmark's threads
+/// do): two threads on two allowed CPUs are within max_cids = 2, so the mode never switches,
+/// whatever the interleaving (a thread counted before its CPUs were would switch for nothing).
+#[test]
+fn per_task_concurrent_starts_stay_per_task() {
+    model(|| {
+        let f = Fixture::per_task(2, 2);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            g.core.thread_start([1]);
+            let task = TaskCid::new();
+            g.run_task(1, &task);
+            g.core.owned_by(&task)
+        });
+        f.core.thread_start([0]);
+        let task = TaskCid::new();
+        f.run_task(0, &task);
+        let other = h.join().unwrap();
+        assert!(!f.core.per_cpu_mode());
+        assert_eq!(f.core.switch_back_threshold(), None);
+        let mine = f.core.owned_by(&task);
+        assert!(mine.is_some() && other.is_some() && mine != other);
+    });
+}

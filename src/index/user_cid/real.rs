@@ -153,6 +153,9 @@ impl CidAllocator {
     pub fn acquire(&self) -> CidLease<'_> {
         let epoch = self.enter_registered();
         if self.shared.core.policy() == Policy::PerTask {
+            if let Some(t) = self.take(epoch) {
+                return self.lease(t, epoch);
+            }
             return self.acquire_contended(epoch);
         }
         let cpu = current_cpu();

@@ -515,11 +515,18 @@ impl Core {
     /// A thread starts using the allocator; `allowed` is its affinity (CPU numbers beyond the
     /// per-CPU table are ignored).
     pub(crate) fn thread_start(&self, allowed: impl IntoIterator<Item = u32>) {
-        self.population.threads.fetch_add(1, Relaxed);
-        let grew = self.add_allowed(allowed);
         if self.policy == Policy::PerTask {
-            self.update_ownership(grew);
+            // Counted under the ownership lock, with its affinity, as the kernel counts a new
+            // user under `mm_cid.lock`: a concurrent update never sees the thread without
+            // its CPUs (which could switch to per-CPU mode for nothing).
+            let m = self.lock_ownership();
+            let grew = self.add_allowed(allowed);
+            self.population.threads.fetch_add(1, Relaxed);
+            self.update_ownership_locked(m, grew);
+            return;
         }
+        self.population.threads.fetch_add(1, Relaxed);
+        self.add_allowed(allowed);
     }
 
     /// A registered thread exits. Saturates at zero.
@@ -536,12 +543,13 @@ impl Core {
         {
             self.drop_task_cid(task);
         }
+        let m = (self.policy == Policy::PerTask).then(|| self.lock_ownership());
         let _ = self
             .population
             .threads
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
-        if self.policy == Policy::PerTask {
-            self.update_ownership(false);
+        if let Some(m) = m {
+            self.update_ownership_locked(m, false);
         }
     }
 

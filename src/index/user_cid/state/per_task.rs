@@ -444,6 +444,24 @@ impl Core {
         task.clear();
     }
 
+    /// Take the ownership lock (the kernel's `mm_cid.mutex` and `mm_cid.lock`): thread
+    /// starts, exits and mode switches are serialized. Returns the mode bits without `LOCK`.
+    pub(super) fn lock_ownership(&self) -> u32 {
+        let o = &self.ownership;
+        let mut m = o.mode.load(Relaxed);
+        loop {
+            if m & LOCK != 0 {
+                wait_a_little();
+                m = o.mode.load(Relaxed);
+                continue;
+            }
+            match o.mode.compare_exchange(m, m | LOCK, Acquire, Relaxed) {
+                Ok(_) => return m,
+                Err(actual) => m = actual,
+            }
+        }
+    }
+
     /// The kernel's `mm_update_max_cids` and its fixups, on thread start and exit (and
     /// affinity growth, which here only happens at a thread's start):
     ///
@@ -455,21 +473,11 @@ impl Core {
     ///
     /// A switch sets the new mode with `TRANSIT`, drops every CID the old kind of owner keeps
     /// and nobody holds (held ones are dropped by their release, which sees the new mode), then
-    /// clears `TRANSIT`. Serialized by the `LOCK` bit.
-    pub(super) fn update_ownership(&self, affinity_grew: bool) {
+    /// clears `TRANSIT`. Serialized by the `LOCK` bit, which the caller took with
+    /// [`lock_ownership`](Self::lock_ownership) (returning the mode `m` it saw) and which
+    /// this releases.
+    pub(super) fn update_ownership_locked(&self, mut m: u32, affinity_grew: bool) {
         let o = &self.ownership;
-        let mut m = o.mode.load(Relaxed);
-        loop {
-            if m & LOCK != 0 {
-                wait_a_little();
-                m = o.mode.load(Relaxed);
-                continue;
-            }
-            match o.mode.compare_exchange(m, m | LOCK, Acquire, Relaxed) {
-                Ok(_) => break,
-                Err(actual) => m = actual,
-            }
-        }
         let users = self.live_threads();
         let cap = self.capacity;
         let opt = self.nr_cpus_allowed().min(cap).min(users);
