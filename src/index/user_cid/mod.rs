@@ -180,7 +180,9 @@
 //!   below `max_cids` (`mm_get_cid`), and owns it until it exits (`sched_mm_cid_exit`), across
 //!   sleeps and migrations: no expiry. An owned ID at or above `max_cids` (threads exited) is
 //!   exchanged for a free one below it at the next acquire, if there is one
-//!   (`mm_cid_converge`).
+//!   (`mm_cid_converge`). So a thread exit, which lowers `max_cids`, moves the survivors'
+//!   IDs down: in a burst run whose threads end at different times, a thread still running
+//!   after another exited may find its slot changed.
 //! * **Switch to per-CPU mode** when the threads exceed `max_cids` (`mm_update_max_cids`):
 //!   the switch-back threshold `max(min(opt - opt / 4, capacity / 2), 1)` is recorded
 //!   (`mm_cid_calc_pcpu_thrs`), and every ID a task owns goes back to the pool
