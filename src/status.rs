@@ -4,6 +4,7 @@
 //! ([`crate::index`]) that structures use by default.
 
 use crate::index::Index;
+use crate::index::era::{self, CidEra};
 use crate::rseq::registration::{self, Owner};
 use crate::rseq::{mm_cid_available, node_id_available, rseq_usable};
 use std::fmt;
@@ -40,6 +41,16 @@ pub struct Status {
     pub default_index: Index,
     /// Why `PERCID_INDEX` was ignored, if it was set to something unusable.
     pub index_env_error: Option<String>,
+    /// The length of percid's own rseq registration (`None`: glibc's or none).
+    pub registration_len: Option<u32>,
+    /// Whether Linux >= 7.1 runs this process's registration in the optimized V2 mode (longer
+    /// than 32 bytes): `Some` for percid's own registration, and for glibc's when its
+    /// `__rseq_size` (20 or 32) shows a 32-byte registration; `None` when unknown or absent.
+    pub rseq_v2: Option<bool>,
+    /// The running kernel's release (`uname -r`).
+    pub kernel_release: Option<String>,
+    /// The kernel's concurrency-ID era, from its release: what `mmcid` means here.
+    pub cid_era: Option<CidEra>,
 }
 
 /// Reports the crate's mode (initialises the calling thread's registration if needed).
@@ -51,12 +62,30 @@ pub fn status() -> Status {
         Ok(None) => (Index::auto(), None),
         Err(e) => (Index::auto(), Some(e.to_string())),
     };
+    let kernel_feature_size = registration::kernel_feature_size();
+    let kernel_align = registration::kernel_align();
+    let glibc_rseq_size = registration::glibc_rseq_size();
+    let registration_len = registration::registered_len();
+    let rseq_v2 = match owner {
+        Owner::Percid => registration_len.map(|len| {
+            registration::OwnLayout {
+                len,
+                align: registration::OWN_AREA_MAX_LEN,
+            }
+            .is_v2(kernel_feature_size, kernel_align)
+        }),
+        // glibc 2.35-2.40 register the original 32 bytes (and export 32 or 20).
+        Owner::Libc if matches!(glibc_rseq_size, Some(20 | 32)) => Some(false),
+        _ => None,
+    };
+    let kernel_release = era::kernel_release();
+    let cid_era = kernel_release.as_deref().and_then(CidEra::from_release);
     Status {
         owner,
         feature_size,
-        kernel_feature_size: registration::kernel_feature_size(),
-        kernel_align: registration::kernel_align(),
-        glibc_rseq_size: registration::glibc_rseq_size(),
+        kernel_feature_size,
+        kernel_align,
+        glibc_rseq_size,
         mm_cid: mm_cid_available(),
         node_id: node_id_available(),
         membarrier_rseq: crate::rseq::membarrier::rseq_fence_supported(),
@@ -65,6 +94,10 @@ pub fn status() -> Status {
         rseq_in_use: rseq_usable(),
         default_index,
         index_env_error,
+        registration_len,
+        rseq_v2,
+        kernel_release,
+        cid_era,
     }
 }
 
@@ -85,6 +118,18 @@ impl fmt::Display for Status {
                 "registration:       none: {reason}; running on the portable fallback"
             )?,
         }
+        if let Some(len) = self.registration_len {
+            writeln!(f, "registered length:   {len} bytes")?;
+        }
+        writeln!(
+            f,
+            "rseq V2 on 7.1+:     {}",
+            match self.rseq_v2 {
+                Some(true) => "yes (longer than 32 bytes: IDs written only when they change)",
+                Some(false) => "no (32-byte registration: legacy mode)",
+                None => "unknown",
+            }
+        )?;
         writeln!(f, "active feature size: {} bytes", self.feature_size)?;
         let kernel = match self.kernel_feature_size {
             0 => "not reported (kernel < 6.3)".to_string(),
@@ -124,6 +169,15 @@ impl fmt::Display for Status {
                 "user-space CID leases (fallback)"
             }
         )?;
+        let release = self.kernel_release.as_deref().unwrap_or("unknown");
+        match self.cid_era {
+            Some(era) => writeln!(
+                f,
+                "kernel CID era:      {era} (kernel {release}): mmcid measures {}",
+                era.mmcid_measures()
+            )?,
+            None => writeln!(f, "kernel CID era:      unknown (kernel {release})")?,
+        }
         write!(f, "default index:       {}", self.default_index)?;
         if let Some(e) = &self.index_env_error {
             write!(f, "\nPERCID_INDEX ignored: {e}")?;

@@ -32,6 +32,7 @@ fn percid_index_overrides_the_default() {
         ("mmcid", "mmcid"),
         ("user", "user-local"),
         ("user-legacy", "user-legacy"),
+        ("user-task", "user-task"),
     ] {
         child("index_child", value, expect);
     }

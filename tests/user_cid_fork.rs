@@ -75,7 +75,7 @@ fn exited_with(status: libc::c_int, code: libc::c_int) -> bool {
 
 #[test]
 fn fork_child_starts_with_a_fresh_allocator() {
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let alloc: &'static CidAllocator = Box::leak(Box::new(CidAllocator::new(
             AllocatorConfig::new(policy).with_capacity(2),
         )));

@@ -174,7 +174,7 @@ fn run_time() -> Duration {
 
 #[test]
 fn stress_default_capacity() {
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let alloc = CidAllocator::new(AllocatorConfig::new(policy));
         hammer(&alloc, 6 * nproc(), run_time());
     }
@@ -183,7 +183,7 @@ fn stress_default_capacity() {
 #[test]
 fn stress_small_capacity_many_threads_short_expiry() {
     // Far more threads than CIDs: waiting, take-overs, expiry in the middle of it all.
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let alloc = CidAllocator::new(
             AllocatorConfig::new(policy)
                 .with_capacity(3)
@@ -195,7 +195,7 @@ fn stress_small_capacity_many_threads_short_expiry() {
 
 #[test]
 fn stress_large_capacity() {
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let alloc = CidAllocator::new(AllocatorConfig::new(policy).with_capacity(64));
         hammer(&alloc, 6 * nproc(), run_time());
     }
@@ -203,7 +203,7 @@ fn stress_large_capacity() {
 
 #[test]
 fn global_allocators_are_process_wide() {
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let g = CidAllocator::global(policy);
         assert!(std::ptr::eq(g, CidAllocator::global(policy)));
         assert_eq!(g.policy(), policy);
@@ -225,7 +225,7 @@ fn global_allocators_are_process_wide() {
 
 #[test]
 fn single_thread_gets_the_same_cid_back() {
-    for policy in [Policy::CacheLocal, Policy::Legacy] {
+    for policy in [Policy::CacheLocal, Policy::Legacy, Policy::PerTask] {
         let alloc = CidAllocator::new(AllocatorConfig::new(policy).with_capacity(4));
         let a = alloc.acquire().cid();
         // The thread may migrate between CPUs: each CPU keeps its own CID, all below 4.

@@ -133,7 +133,8 @@ fn seed(s: &str) -> Result<u64, String> {
 /// The options of `run` (also accepted without the command name).
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
-    /// Index sources to compare: cpu, mmcid, user-legacy, user-local [default: all four]
+    /// Index sources to compare: cpu, mmcid, user-legacy, user-local, user-task [default: all
+    /// five]
     #[arg(short, long, value_name = "LIST", value_delimiter = ',', action = ArgAction::Set,
           value_parser = parse_index, help_heading = "What to run")]
     pub index: Option<Vec<Index>>,

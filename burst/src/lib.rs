@@ -39,8 +39,9 @@
 //!   `192c-24l3`, `384t-24l3` on the published machine; `--cpus` for any set). One thread
 //!   per CPU, each pinned to its CPU.
 //! * A *pass* reads the thread's index (cpu: rseq `cpu_id`; mmcid: rseq `mm_cid`;
-//!   user-legacy / user-local: acquires a lease from a fresh [`CidAllocator`] of that policy
-//!   per run, released after the pass, the CPU keeping the CID lazily as the kernel does),
+//!   user-legacy / user-local / user-task: acquires a lease from a fresh [`CidAllocator`] of
+//!   that policy per run, released after the pass; the CPU keeps the CID lazily as the kernel
+//!   does, or under user-task the thread owns it, as Linux 6.19 does within its limit),
 //!   then does `byte += 1` over the item in the slot it indexes. A timed pass is timed with
 //!   the monotonic clock ([`std::time::Instant`]) around the increment loop only: reading the
 //!   index (acquiring the lease) happens before the clock starts and the release after it
@@ -112,7 +113,7 @@
 //!
 //! `--simulate PRESET` or `--describe FILE` replays the same schedule ([`Plan`]) on a machine
 //! description in virtual time, deterministically for a `--seed`, without threads or sleeps.
-//! `cpu` is the CPU itself; `user-legacy` and `user-local` take their CIDs from a
+//! `cpu` is the CPU itself; `user-legacy`, `user-local` and `user-task` take their CIDs from a
 //! [`DeterministicAllocator`](percid::index::user_cid::DeterministicAllocator) of that policy
 //! (virtual clock, 100 ms expiry); `mmcid` is modelled as Linux 6.13-6.18 (cache-local) and so
 //! equals `user-local`. Each timed pass is costed from where its slot's lines are (own L1/L2,
@@ -164,7 +165,7 @@
 //! }
 //! ```
 //!
-//! `index` is `cpu`, `mmcid`, `user-legacy` or `user-local`; `ns_per_pass` is the mean of
+//! `index` is `cpu`, `mmcid`, `user-legacy`, `user-local` or `user-task`; `ns_per_pass` is the mean of
 //! `runs` (each the mean ns per timed pass of one run); `passes`, `slot_migrations` and
 //! `distinct_slots` are over all runs; `per_run` holds each run's figures, from which the
 //! others are rebuilt exactly.
@@ -211,8 +212,8 @@ pub use progress::{Progress, fmt_duration};
 pub use render::{
     COMPARE_SIGMAS, ComparedCell, ComparedRatio, Comparison, MIN_RUNS_TO_JUDGE,
     NOISE_THRESHOLD_PERCENT, RatioVerdict, SPEEDUPS, Verdict, cell_text, compare, comparison,
-    conclusions, full_text, full_text_with, header, is_noisy, judge, paired_log_ratios, ratio_text,
-    t_critical_99, tables, tables_wide, verdicts,
+    conclusions, era_line, full_text, full_text_with, header, is_noisy, judge, paired_log_ratios,
+    ratio_text, t_critical_99, tables, tables_wide, verdicts,
 };
 pub use report::{
     Cells, ConfigRecord, Generator, MAX_NS_PER_PASS, MAX_REPORT_BYTES, Machine, Method, Mode,

@@ -267,8 +267,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| "too large".to_string())
 }
 
-/// Parses an index source by its one spelling: `cpu`, `mmcid`, `user-legacy` or
-/// `user-local` ([`Index::name`]); errors list these names.
+/// Parses an index source by its one spelling: `cpu`, `mmcid`, `user-legacy`, `user-local`
+/// or `user-task` ([`Index::name`]); errors list these names.
 pub fn parse_index(text: &str) -> Result<Index, String> {
     let t = text.trim();
     Index::ALL

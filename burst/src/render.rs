@@ -27,6 +27,7 @@ use std::fmt::Write as _;
 use crate::fmt_ms;
 use crate::report::{Cells, Mode, Report, ResultRow};
 use crate::stats::{mean, spread_percent, stddev};
+use percid::index::era::CidEra;
 
 /// A spread above this percentage marks a cell `~`.
 pub const NOISE_THRESHOLD_PERCENT: f64 = 25.0;
@@ -196,6 +197,17 @@ pub fn ratio_text(a: &ResultRow, b: &ResultRow) -> String {
     }
 }
 
+/// The kernel CID era of a real run's kernel release, and so what its `mmcid` measured.
+pub fn era_line(release: &str) -> String {
+    match CidEra::from_release(release) {
+        Some(era) => format!(
+            "kernel CID era: {era}: mmcid measures {}",
+            era.mmcid_measures()
+        ),
+        None => format!("kernel CID era: unknown (release {release:?} not parsed)"),
+    }
+}
+
 /// The header line(s) of a report.
 pub fn header(report: &Report) -> String {
     let mut out = String::new();
@@ -216,6 +228,9 @@ pub fn header(report: &Report) -> String {
         report.method.runs,
         report.method.seed
     );
+    if report.mode == Mode::Real {
+        let _ = writeln!(out, "{}", era_line(&report.kernel));
+    }
     if let Some(g) = &report.generator {
         let _ = writeln!(
             out,

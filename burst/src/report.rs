@@ -253,7 +253,7 @@ pub struct ResultRow {
     pub cpus: usize,
     /// Delay in milliseconds.
     pub delay_ms: f64,
-    /// `cpu`, `mmcid`, `user-legacy` or `user-local`.
+    /// `cpu`, `mmcid`, `user-legacy`, `user-local` or `user-task`.
     pub index: String,
     /// Mean of the run means, ns per pass.
     pub ns_per_pass: f64,

@@ -106,7 +106,8 @@ pub fn cpu_model_name() -> Option<String> {
 }
 
 const MODELLED_KERNEL: &str = "modelled: cpu = the CPU; mmcid = cache-local mm_cid (Linux \
-                               6.13-6.18); user-legacy / user-local = DeterministicAllocator";
+                               6.13-6.18); user-legacy / user-local / user-task = \
+                               DeterministicAllocator";
 
 /// Everything a run is to do, checked and estimated before any work.
 #[derive(Debug, Clone)]

@@ -48,11 +48,12 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     ticks
 }
 
-const PALETTE: [RGBColor; 4] = [
+const PALETTE: [RGBColor; 5] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
 ];
 
 /// Renders the chart as SVG text.

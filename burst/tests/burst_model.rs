@@ -133,12 +133,23 @@ fn whole_preset_runs() {
     for c in ["8c-1l3", "24c-24l3", "192c-24l3", "384t-24l3"] {
         assert!(configs.contains(&c), "{c}");
     }
-    assert_eq!(r.results.len(), 4 * 2 * 4);
+    assert_eq!(r.results.len(), 4 * 2 * 5, "4 configs, 2 delays, 5 sources");
     assert!(
         r.results
             .iter()
             .all(|x| x.ns_per_pass > 0.0 && x.runs.len() == 1)
     );
+    // user-task (Linux 6.19's per-task ownership): one pinned thread per CPU stays within
+    // max_cids, so every thread keeps its CID: no slot ever moves, at any delay.
+    let task: Vec<_> = r
+        .results
+        .iter()
+        .filter(|x| x.index == "user-task")
+        .collect();
+    assert_eq!(task.len(), 8);
+    for x in task {
+        assert_eq!(x.slot_migrations, 0, "{} {}ms", x.config, x.delay_ms);
+    }
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! Tables, noise marks and conclusions on hand-made reports with known numbers.
 
 use percid_burst::{
-    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, comparison, conclusions, judge,
-    mean, tables,
+    Machine, Method, Mode, Report, ResultRow, Verdict, cell_text, comparison, conclusions,
+    era_line, judge, mean, tables,
 };
 
 fn row(
@@ -310,4 +310,19 @@ fn compare_states_the_drift_and_judges_cells_after_it() {
         vec!["item size (B) 16384 vs 1024".to_string()]
     );
     assert!(c.cells.iter().all(|x| x.verdict.contains("methods differ")));
+}
+
+#[test]
+fn a_real_runs_header_names_the_kernel_cid_era() {
+    let line = era_line("6.18.44-fc-v1252");
+    assert!(line.contains("cache-local (6.13-6.18)"), "{line}");
+    assert!(line.contains("as user-local imitates it"), "{line}");
+    let line = era_line("6.19.0-rc1");
+    assert!(
+        line.contains("per-task (6.19+)") && line.contains("user-task"),
+        "{line}"
+    );
+    assert!(era_line("6.12.9").contains("legacy (6.3-6.12)"));
+    assert!(era_line("5.15.0-generic").contains("no mm_cid"));
+    assert!(era_line("unknown").contains("unknown"));
 }

@@ -8,7 +8,8 @@
 //!
 //! # Default
 //!
-//! [`Index::default()`] is `PERCID_INDEX` when set (`cpu`, `mmcid`, `user`, `user-legacy`),
+//! [`Index::default()`] is `PERCID_INDEX` when set (`cpu`, `mmcid`, `user`, `user-legacy`,
+//! `user-task`),
 //! otherwise [`Index::auto()`]: kernel mm_cid where available, then cpu_id through rseq,
 //! then `User(CacheLocal)`. A bad `PERCID_INDEX` is reported by [`Index::from_env`] as a
 //! typed error; structures built with the default then use `auto()` and [`crate::status()`]
@@ -26,6 +27,7 @@
 //! rseq on an rseq-indexed structure (its own registration failed) and an index beyond a
 //! structure's slots both go to the structure's shared overflow path.
 
+pub mod era;
 pub mod user_cid;
 
 pub(crate) use user_cid::leases_of_current_thread;
@@ -56,7 +58,7 @@ impl fmt::Display for IndexError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown index source {:?}: expected one of cpu, mmcid, user-legacy, user-local",
+            "unknown index source {:?}: expected one of cpu, mmcid, user-legacy, user-local, user-task",
             self.value
         )
     }
@@ -66,20 +68,23 @@ impl std::error::Error for IndexError {}
 
 impl Index {
     /// Every index source, in the order benchmarks list them.
-    pub const ALL: [Index; 4] = [
+    pub const ALL: [Index; 5] = [
         Index::CpuId,
         Index::MmCid,
         Index::User(Policy::Legacy),
         Index::User(Policy::CacheLocal),
+        Index::User(Policy::PerTask),
     ];
 
-    /// Parses `cpu`, `mmcid`, `user` / `user-local` (cache-local policy) or `user-legacy`.
+    /// Parses `cpu`, `mmcid`, `user` / `user-local` (cache-local policy), `user-legacy` or
+    /// `user-task` (per-task ownership of Linux 6.19).
     pub fn parse(s: &str) -> Result<Index, IndexError> {
         match s.trim() {
             "cpu" | "cpu_id" | "cpuid" => Ok(Index::CpuId),
             "mmcid" | "mm_cid" | "mm-cid" => Ok(Index::MmCid),
             "user" | "user-local" | "user-cache-local" => Ok(Index::User(Policy::CacheLocal)),
             "user-legacy" => Ok(Index::User(Policy::Legacy)),
+            "user-task" | "user-per-task" => Ok(Index::User(Policy::PerTask)),
             other => Err(IndexError {
                 value: other.to_string(),
             }),
@@ -87,13 +92,14 @@ impl Index {
     }
 
     /// The short name used on command lines and in reports (`cpu`, `mmcid`, `user-legacy`,
-    /// `user-local`).
+    /// `user-local`, `user-task`).
     pub fn name(self) -> &'static str {
         match self {
             Index::CpuId => "cpu",
             Index::MmCid => "mmcid",
             Index::User(Policy::Legacy) => "user-legacy",
             Index::User(Policy::CacheLocal) => "user-local",
+            Index::User(Policy::PerTask) => "user-task",
         }
     }
 
@@ -166,6 +172,8 @@ mod tests {
             assert_eq!(Index::parse(i.name()), Ok(i));
         }
         assert_eq!(Index::parse("user"), Ok(Index::User(Policy::CacheLocal)));
+        assert_eq!(Index::parse("user-task"), Ok(Index::User(Policy::PerTask)));
+        assert_eq!(Index::User(Policy::PerTask).name(), "user-task");
         let e = Index::parse("gpu").unwrap_err();
         assert!(e.to_string().contains("\"gpu\""), "{e}");
     }

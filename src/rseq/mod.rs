@@ -11,6 +11,30 @@
 //! The readers ([`current_cpu`], [`current_mm_cid`], [`current_node`]) are a thread-local
 //! load plus one volatile load on the fast path.
 //!
+//! # ID fields read outside a critical section are hints
+//!
+//! Since the rseq rewrite of Linux 6.19, and in the optimized V2 mode that Linux 7.1 gives
+//! registrations longer than 32 bytes, the kernel writes `cpu_id_start`, `cpu_id`, `node_id`
+//! and `mm_cid` only when they change (on migration, on a CID change, at registration), no
+//! longer on every return to user space. A program that writes these fields itself and
+//! expects the kernel to overwrite them (tcmalloc did) breaks. percid writes none of them, so
+//! every read returns the kernel's latest value; but a value read outside a critical section
+//! can be stale the instant after (preemption, migration), in any mode. Every such read in
+//! percid is therefore a hint, and nothing depends on it being fresh. The sites, audited:
+//!
+//! | site | field | use | verdict |
+//! |---|---|---|---|
+//! | [`current_cpu`], [`current_mm_cid`], [`current_node`], [`IndexMode::read`] | `cpu_id`, `mm_cid`, `node_id` | public readers | hint, documented as possibly stale |
+//! | `index::user_cid` (`clock::current_cpu`) | `cpu_id` | the CPU input of the user-space CID allocator | hint: any CPU number is correct, only locality depends on it |
+//! | `ops::current_index` | `cpu_id` / `mm_cid` | `expected` of the free per-slot functions | hint: each critical section compares it with the live field after setting `rseq_cs`; stale gives `Moved` / a retry |
+//! | `PerCpu::run`, its retry path, `PerCpu::current`, `Handle::run` (`per_cpu.rs`) | `cpu_id` / `mm_cid` | picks the slot | hint: every mutation is a critical section that compares the index again; slot reads are atomic |
+//! | `orphans::OrphanTest::new` | `cpu_id` / `mm_cid` | the caller's own slot, not counted as an orphan | hint: moving orphans is exact whatever it says |
+//! | `registration::register_current_thread`, glibc's area check, the `cpu_id` sign check of `current_mm_cid` / `current_node` | `cpu_id` (sign) | registration state | not an ID: the kernel writes it at registration in both modes, and glibc marks a failed registration |
+//! | the burst benchmark's `read_index` (`burst/src/harness.rs`) | `cpu_id` / `mm_cid` | which slot a pass touches | hint: the pass holds the slot's lock |
+//! | critical sections (`arch/x86_64.rs`) | `cpu_id` / `mm_cid` | the comparison at `start_ip` | inside the section: preemption, migration or a signal aborts it in both modes |
+//!
+//! `cpu_id_start` is never read.
+//!
 //! This layer is the floor of the crate: it knows the kernel's ABI and nothing of index
 //! policy or structures ([`crate::status()`] and [`crate::index`] sit above it).
 

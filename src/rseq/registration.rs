@@ -15,14 +15,37 @@
 //!    32-byte area: both mean an active feature size of `min(32, AT_RSEQ_FEATURE_SIZE)`. If
 //!    glibc's registration failed on this thread (`cpu_id` reads "registration failed"), the
 //!    thread is treated as unregistered.
-//! 3. Otherwise the thread registers its own 32-byte area, kept in static thread-local
-//!    storage, with the `rseq` syscall. `EBUSY` means this very area is already registered on
+//! 3. Otherwise the thread registers its own area, kept in static thread-local storage, with
+//!    the `rseq` syscall, `max(32, AT_RSEQ_FEATURE_SIZE)` bytes long rounded up to
+//!    `AT_RSEQ_ALIGN` ([`own_layout`]; see "Registration length" below). `EBUSY` means this very area is already registered on
 //!    this thread (a signal handler ran the registration between our syscall and our
 //!    bookkeeping): that is success. The first registration in the process also decides the
 //!    process mode: `ENOSYS` (no rseq in the kernel, or a seccomp filter that says so),
 //!    `EPERM` / `EACCES` (a filter that forbids it), a statically linked C library that
 //!    registered its own area we cannot locate, or any other error switch the process to the
 //!    fallback, with the reason kept for [`crate::status()`].
+//!
+//! # Registration length
+//!
+//! The kernel accepts two kinds of registration: the original 32 bytes (32-byte aligned), or
+//! at least `AT_RSEQ_FEATURE_SIZE` bytes aligned to `AT_RSEQ_ALIGN` (Linux 6.3,
+//! `rseq_length_valid` in `kernel/rseq.c` since 7.1). Since Linux 7.1 ("rseq: Reenable
+//! performance optimizations conditionally", "rseq: Implement read only ABI enforcement for
+//! optimized RSEQ V2 mode", Cc stable) the length also picks the mode: a registration longer
+//! than 32 bytes gets the optimized **V2** mode (ID fields written only when they change,
+//! `rseq_cs` evaluated only after a preemption or before a signal, read-only fields enforced
+//! by killing the process, time-slice extensions), a 32-byte one stays in **legacy** mode.
+//!
+//! percid registers `max(32, AT_RSEQ_FEATURE_SIZE)` bytes rounded up to `AT_RSEQ_ALIGN`
+//! ([`own_layout`], a pure function), from a 256-byte, 256-byte-aligned thread-local area.
+//! A decision above [`OWN_AREA_MAX_LEN`] (256 bytes), or an alignment that is not a power of
+//! two, falls back to the original 32 bytes; so does a kernel that refuses the longer length
+//! with `EINVAL`. So on kernels whose feature size is at most 32 (6.3 - 7.0: 20 or 28) the
+//! registration is 32 bytes, legacy mode; on 7.1+ (feature size 33, alignment 64) it is 64
+//! bytes, V2 mode. [`registered_len`] and [`crate::status()`] report the length and whether a
+//! 7.1+ kernel treats it as V2 ([`OwnLayout::is_v2`]). percid writes no kernel-owned field
+//! and reads the ID fields outside critical sections only as hints (see [`super`]), so it is
+//! correct in both modes.
 //!
 //! # Never unregistered
 //!
@@ -276,10 +299,75 @@ fn effective_kernel_feature_size() -> u32 {
     }
 }
 
-/// The length we register our own area with: the original 32-byte ABI size, which every
-/// kernel accepts and which covers `node_id` and `mm_cid`.
+/// The longest registration percid's own area accepts: the size of its thread-local storage.
+/// A longer [`own_layout`] decision falls back to the original 32 bytes.
+pub const OWN_AREA_MAX_LEN: u32 = 256;
+
+/// The length and alignment of a registration of percid's own area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnLayout {
+    /// Registration length in bytes.
+    pub len: u32,
+    /// Alignment the area needs, in bytes.
+    pub align: u32,
+}
+
+impl OwnLayout {
+    /// The original ABI: 32 bytes, 32-byte aligned, accepted by every kernel with rseq.
+    pub const ORIGINAL: OwnLayout = OwnLayout {
+        len: abi::ORIG_RSEQ_SIZE,
+        align: abi::ORIG_RSEQ_SIZE,
+    };
+
+    /// Whether Linux >= 7.1 runs a registration of this layout in the optimized V2 mode: it
+    /// is longer than the original 32 bytes (and, to be accepted at all, at least the
+    /// kernel's feature size and aligned to its alignment, as [`own_layout`] ensures). A
+    /// 32-byte registration stays in legacy mode whatever the feature size.
+    pub fn is_v2(self, kernel_feature_size: u32, kernel_align: u32) -> bool {
+        self.len > abi::ORIG_RSEQ_SIZE
+            && self.len >= kernel_feature_size
+            && (kernel_align <= 1 || self.align.is_multiple_of(kernel_align))
+    }
+}
+
+/// The layout percid registers its own area with, for the kernel's
+/// `getauxval(AT_RSEQ_FEATURE_SIZE)` and `getauxval(AT_RSEQ_ALIGN)` (0 when not reported):
+/// `max(32, feature size)` rounded up to `max(32, alignment)`. [`OwnLayout::ORIGINAL`] when
+/// the alignment is not a power of two or the result exceeds [`OWN_AREA_MAX_LEN`].
+pub fn own_layout(kernel_feature_size: u32, kernel_align: u32) -> OwnLayout {
+    let align = kernel_align.max(abi::ORIG_RSEQ_SIZE);
+    if !align.is_power_of_two() || align > OWN_AREA_MAX_LEN {
+        return OwnLayout::ORIGINAL;
+    }
+    match kernel_feature_size
+        .max(abi::ORIG_RSEQ_SIZE)
+        .checked_next_multiple_of(align)
+    {
+        Some(len) if len <= OWN_AREA_MAX_LEN => OwnLayout { len, align },
+        _ => OwnLayout::ORIGINAL,
+    }
+}
+
+/// The length the process registered its own areas with (0: none registered yet).
+static REGISTERED_LEN: AtomicU32 = AtomicU32::new(0);
+
+/// The length of percid's own registration: `None` when percid does not own the registration
+/// (glibc's, which does not export its length, or none). Usually [`own_layout`]'s decision;
+/// 32 where the kernel refused it.
+pub fn registered_len() -> Option<u32> {
+    match owner() {
+        Owner::Percid => Some(own_registration_len()),
+        _ => None,
+    }
+}
+
+/// The length we registered our own areas with (the original 32 bytes before the first
+/// registration).
 fn own_registration_len() -> u32 {
-    abi::ORIG_RSEQ_SIZE
+    match REGISTERED_LEN.load(Ordering::Relaxed) {
+        0 => abi::ORIG_RSEQ_SIZE,
+        n => n,
+    }
 }
 
 /// `getauxval(AT_RSEQ_FEATURE_SIZE)` (0 if unknown).
@@ -322,15 +410,46 @@ const FAILED: RseqArea = RseqArea {
     _reserved: 0,
 };
 
+/// The storage of our own area: [`OWN_AREA_MAX_LEN`] bytes aligned to as much, so that any
+/// length and alignment [`own_layout`] decides fit.
+#[repr(C, align(256))]
+struct OwnStorage {
+    area: RseqArea,
+    /// Fields beyond the original ABI (kernel-owned once registered with a longer length).
+    _extension: [u8; (OWN_AREA_MAX_LEN - abi::ORIG_RSEQ_SIZE) as usize],
+}
+
+const _: () = assert!(std::mem::size_of::<OwnStorage>() == OWN_AREA_MAX_LEN as usize);
+const _: () = assert!(std::mem::align_of::<OwnStorage>() == OWN_AREA_MAX_LEN as usize);
+
+impl OwnStorage {
+    const fn with(area: RseqArea) -> OwnStorage {
+        OwnStorage {
+            area,
+            _extension: [0; (OWN_AREA_MAX_LEN - abi::ORIG_RSEQ_SIZE) as usize],
+        }
+    }
+}
+
 /// Our own area. `UnsafeCell`: the kernel writes it behind our back once registered.
-struct OwnArea(UnsafeCell<RseqArea>);
+struct OwnArea(UnsafeCell<OwnStorage>);
+
+impl OwnArea {
+    /// The area at the start of the storage.
+    fn area(&self) -> *mut RseqArea {
+        self.0.get().cast::<RseqArea>()
+    }
+}
 
 thread_local! {
     /// The thread's area: [`UNINIT`] until [`init_thread`] ran.
     static AREA: Cell<*const RseqArea> = const { Cell::new(&raw const UNINIT) };
     /// Storage for our own registration (static TLS: valid as long as the thread runs), or
     /// the thread's "failed" area when it has no usable registration.
-    static OWN_AREA: OwnArea = const { OwnArea(UnsafeCell::new(FAILED)) };
+    static OWN_AREA: OwnArea = const { OwnArea(UnsafeCell::new(OwnStorage::with(FAILED))) };
+    /// The length this thread registered [`OWN_AREA`] with (meaningful while
+    /// [`OWN_REGISTERED`]).
+    static OWN_LEN: Cell<u32> = const { Cell::new(abi::ORIG_RSEQ_SIZE) };
     /// Whether this thread registered [`OWN_AREA`] with the kernel (and has not undone it
     /// with [`prepare_unload`]).
     static OWN_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -451,9 +570,9 @@ fn failed_area() -> *const RseqArea {
         if !OWN_REGISTERED.with(Cell::get) {
             // SAFETY: not registered with the kernel, so nobody else writes it; this thread
             // is not inside a critical section.
-            unsafe { ptr::write_volatile(own.0.get(), FAILED) };
+            unsafe { ptr::write_volatile(own.area(), FAILED) };
         }
-        own.0.get() as *const RseqArea
+        own.area() as *const RseqArea
     })
 }
 
@@ -486,25 +605,21 @@ fn own_area(p: &Process) -> *const RseqArea {
     if let Some(Owner::None(_)) = owner_cell().get() {
         return failed_area();
     }
-    let area = OWN_AREA.with(|own| own.0.get());
+    let storage = OWN_AREA.with(|own| own.0.get());
+    let area = storage.cast::<RseqArea>();
     if OWN_REGISTERED.with(Cell::get) {
         // Registered already: never rewrite an area the kernel maintains.
         return area;
     }
-    let len = own_registration_len();
+    let layout = own_layout(p.kernel_feature_size, p.kernel_align);
     // SAFETY: not registered yet (checked just above, with signals blocked so that no
     // handler registers it meanwhile): nobody else writes it. The kernel expects an area in
-    // its initial state.
-    unsafe { ptr::write_volatile(area, RseqArea::new()) };
-    // SAFETY: `area` is static thread-local storage of this thread: 32-byte aligned, 32 bytes
-    // long, valid until the thread exits (it is never unregistered but by prepare_unload).
-    let rc = unsafe { rseq_syscall(area, len, 0) };
-    let errno = if rc == 0 {
-        0
-    } else {
-        std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-    };
+    // its initial state, and the bytes beyond the original ABI zeroed.
+    unsafe { ptr::write_volatile(storage, OwnStorage::with(RseqArea::new())) };
+    let (rc, errno, len) = register_own(area, layout);
     if own_registration_succeeded(rc, errno) {
+        OWN_LEN.with(|l| l.set(len));
+        let _ = REGISTERED_LEN.compare_exchange(0, len, Ordering::Relaxed, Ordering::Relaxed);
         OWN_REGISTERED.with(|r| r.set(true));
         let _ = owner_cell().set(Owner::Percid);
         return area;
@@ -516,6 +631,29 @@ fn own_area(p: &Process) -> *const RseqArea {
         p.libc_visible,
     )));
     failed_area()
+}
+
+/// Register `area` with `layout.len`, then with the original 32 bytes if the kernel refuses
+/// the longer length (`EINVAL`). Returns the syscall's result, its errno (0 on success) and
+/// the length of the last attempt.
+fn register_own(area: *mut RseqArea, layout: OwnLayout) -> (i64, i32, u32) {
+    let attempt = |len: u32| {
+        // SAFETY: `area` starts this thread's static thread-local `OwnStorage`: aligned to
+        // `OWN_AREA_MAX_LEN` (a multiple of `layout.align`), `OWN_AREA_MAX_LEN` >= `len` bytes
+        // long, valid until the thread exits (never unregistered but by prepare_unload).
+        let rc = unsafe { rseq_syscall(area, len, 0) };
+        let errno = if rc == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        };
+        (rc, errno, len)
+    };
+    let first = attempt(layout.len);
+    if first.1 == libc::EINVAL && layout.len != abi::ORIG_RSEQ_SIZE {
+        return attempt(abi::ORIG_RSEQ_SIZE);
+    }
+    first
 }
 
 /// Whether registering our own area worked: the syscall succeeded, or it answered `EBUSY`,
@@ -561,10 +699,11 @@ pub unsafe fn prepare_unload() {
     // aligned 8-byte store, as the kernel expects of user space.
     unsafe { ptr::write_volatile(&raw mut (*(a as *mut RseqArea)).rseq_cs, 0) };
     if OWN_REGISTERED.with(Cell::get) {
-        let own = OWN_AREA.with(|own| own.0.get());
+        let own = OWN_AREA.with(|own| own.area());
+        let len = OWN_LEN.with(Cell::get);
         // SAFETY: we registered exactly this area with this length and signature on this
         // thread.
-        let rc = unsafe { rseq_syscall(own, own_registration_len(), abi::RSEQ_FLAG_UNREGISTER) };
+        let rc = unsafe { rseq_syscall(own, len, abi::RSEQ_FLAG_UNREGISTER) };
         debug_assert_eq!(rc, 0, "rseq unregister failed");
         OWN_REGISTERED.with(|r| r.set(false));
         // The kernel no longer writes it (it reset cpu_id to -1 and mm_cid to 0): marked
@@ -638,6 +777,82 @@ mod tests {
         assert!(own_registration_succeeded(-1, libc::EBUSY));
         assert!(!own_registration_succeeded(-1, libc::EINVAL));
         assert!(!own_registration_succeeded(-1, libc::ENOSYS));
+    }
+
+    #[test]
+    fn own_layout_decisions() {
+        let l = |len, align| OwnLayout { len, align };
+        // Feature sizes 0 (not reported), 20 (6.3 - 6.x), 28 (mm_cid), 32: the original size.
+        for fs in [0, 20, 28, 32] {
+            assert_eq!(own_layout(fs, 32), OwnLayout::ORIGINAL, "fs {fs}");
+            assert_eq!(
+                own_layout(fs, 0),
+                OwnLayout::ORIGINAL,
+                "fs {fs}, align unknown"
+            );
+        }
+        // 33 (Linux 7.1, time-slice extensions): rounded up to the alignment.
+        assert_eq!(own_layout(33, 32), l(64, 32));
+        assert_eq!(own_layout(33, 64), l(64, 64));
+        assert_eq!(own_layout(64, 32), l(64, 32));
+        assert_eq!(own_layout(64, 64), l(64, 64));
+        assert_eq!(own_layout(33, 128), l(128, 128));
+        assert_eq!(own_layout(28, 64), l(64, 64));
+        assert_eq!(own_layout(256, 256), l(256, 256));
+        // Beyond the storage, or an alignment that is not a power of two: 32 bytes.
+        assert_eq!(own_layout(257, 32), OwnLayout::ORIGINAL);
+        assert_eq!(own_layout(33, 512), OwnLayout::ORIGINAL);
+        assert_eq!(own_layout(28, 48), OwnLayout::ORIGINAL);
+        assert_eq!(own_layout(u32::MAX, 64), OwnLayout::ORIGINAL);
+    }
+
+    #[test]
+    fn v2_needs_more_than_32_bytes() {
+        // This machine kind: feature size 28, alignment 32: 32 bytes, legacy mode on 7.1+.
+        assert!(!own_layout(28, 32).is_v2(28, 32));
+        // Linux 7.1: feature size 33, alignment 64.
+        assert!(own_layout(33, 64).is_v2(33, 64));
+        assert!(!OwnLayout::ORIGINAL.is_v2(33, 64));
+        assert!(!l64_32().is_v2(33, 64), "misaligned for the kernel");
+        assert!(!l64_32().is_v2(65, 32), "shorter than the feature size");
+    }
+
+    fn l64_32() -> OwnLayout {
+        OwnLayout { len: 64, align: 32 }
+    }
+
+    /// Under `GLIBC_TUNABLES=glibc.pthread.rseq=0` (CI runs the suite that way) percid
+    /// registers its own area: the kernel holds it with the decided length. A second
+    /// registration of the same area answers `EBUSY` with that length and `EINVAL` with any
+    /// other.
+    #[test]
+    fn own_registration_uses_the_decided_length() {
+        init_thread_if_needed();
+        if owner() != Owner::Percid {
+            eprintln!(
+                "skipped: percid does not own the registration ({:?})",
+                owner()
+            );
+            return;
+        }
+        let p = process();
+        let decided = own_layout(p.kernel_feature_size, p.kernel_align).len;
+        let len = registered_len().unwrap();
+        assert_eq!(OWN_LEN.with(Cell::get), len);
+        assert!(
+            len == decided || (decided > 32 && len == 32),
+            "registered {len}, decided {decided}"
+        );
+        let area = OWN_AREA.with(|own| own.area());
+        let errno = |len| {
+            // SAFETY: re-registering the registered area only returns an error: the kernel
+            // changes nothing for a thread that has a registration.
+            let rc = unsafe { rseq_syscall(area, len, 0) };
+            assert_eq!(rc, -1);
+            std::io::Error::last_os_error().raw_os_error().unwrap()
+        };
+        assert_eq!(errno(len), libc::EBUSY, "the kernel holds length {len}");
+        assert_eq!(errno(len + 32), libc::EINVAL);
     }
 
     #[test]

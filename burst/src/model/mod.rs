@@ -98,6 +98,9 @@
 //! * **cache-local mm_cid (Linux 6.13-6.18)**: each CPU remembers `recent_cid` and tries it
 //!   first, and IDs spread up to the number of allowed CPUs, so each slot stays on one CPU
 //!   (`mmcid` and `user-local`); `cpu` indexes by CPU number.
+//! * **per-task ownership (Linux 6.19+)**: a thread owns its CID while the threads stay within
+//!   `max_cids`, as one pinned thread per CPU always does here, so each slot stays with its
+//!   thread and so on its CPU (`user-task`).
 //!
 //! A warm-up (20,000 passes, one lease) is costed as its first pass plus hot passes; the first
 //! timed pass of a thread follows it and is hot. Pass durations for the virtual clock use the

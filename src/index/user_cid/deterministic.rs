@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::state::{Core, Taken};
+use super::state::{Core, Taken, TaskCid};
 use super::{DEFAULT_EXPIRY, Policy};
 
 /// Configuration of a [`DeterministicAllocator`].
@@ -49,6 +49,8 @@ impl DeterministicConfig {
 struct VirtualThread {
     allowed: Vec<u32>,
     held: Vec<Taken>,
+    /// The CID the thread owns under [`Policy::PerTask`].
+    task: TaskCid,
 }
 
 /// A CID allocator replaying an explicit schedule through the same state machine as
@@ -131,6 +133,7 @@ impl DeterministicAllocator {
             VirtualThread {
                 allowed: allowed_cpus.to_vec(),
                 held: Vec::new(),
+                task: TaskCid::new(),
             },
         );
         self.core.thread_start(allowed_cpus.iter().copied());
@@ -147,7 +150,7 @@ impl DeterministicAllocator {
             "thread {thread} exits holding CIDs {:?}",
             t.held.iter().map(|t| t.cid).collect::<Vec<_>>()
         );
-        self.core.thread_exit();
+        self.core.thread_exit_for(Some(&t.task));
     }
 
     /// Thread `thread`, running on `cpu` at `now`, acquires a CID. `None` when every CID is
@@ -165,8 +168,9 @@ impl DeterministicAllocator {
             t.allowed
         );
         let now = self.tick(now);
-        let taken = self.core.try_acquire(cpu, now)?;
-        self.threads.get_mut(&thread).unwrap().held.push(taken);
+        let t = self.threads.get_mut(&thread).unwrap();
+        let taken = self.core.try_acquire_for(cpu, now, Some(&t.task))?;
+        t.held.push(taken);
         Some(taken.cid)
     }
 
@@ -200,7 +204,7 @@ impl DeterministicAllocator {
             .position(|t| t.cid == cid)
             .unwrap_or_else(|| panic!("thread {thread} does not hold CID {cid}"));
         let taken = t.held.remove(i);
-        self.core.release(taken, Some(now));
+        self.core.release_for(taken, Some(now), Some(&t.task));
     }
 
     /// Move the virtual clock to `now` without doing anything (affects [`kept_cid`]).
@@ -226,7 +230,7 @@ impl DeterministicAllocator {
     }
 
     /// `CacheLocal`: the expansion counter. `Legacy`: one more than the highest CID a slow path
-    /// handed out.
+    /// handed out. `PerTask`: `max_cids`, the bound CIDs converge below.
     pub fn max_nr_cid(&self) -> u32 {
         self.core.max_nr_cid()
     }
@@ -235,6 +239,26 @@ impl DeterministicAllocator {
     pub fn kept_cid(&self, cpu: u32) -> Option<u32> {
         self.check_cpu(cpu);
         self.core.kept_cid(cpu, self.now)
+    }
+
+    /// `PerTask`: whether the CPUs own the CIDs now (the threads exceeded `max_cids`); false
+    /// in per-task mode and for the other policies.
+    pub fn per_cpu_mode(&self) -> bool {
+        self.core.policy() == Policy::PerTask && self.core.per_cpu_mode()
+    }
+
+    /// `PerTask` in per-CPU mode: the number of threads below which it switches back to
+    /// per-task mode, recorded at the switch (and recomputed when the allowed CPUs grow).
+    pub fn switch_back_threshold(&self) -> Option<u32> {
+        self.core.switch_back_threshold()
+    }
+
+    /// `PerTask`: the CID `thread` owns now (held or not). `None` for a thread that owns none
+    /// (in per-CPU mode, or before its first acquire) and for the other policies.
+    pub fn owned_cid(&self, thread: u32) -> Option<u32> {
+        self.threads
+            .get(&thread)
+            .and_then(|t| self.core.owned_by(&t.task))
     }
 
     /// The last CID handed out on `cpu`.

@@ -2,7 +2,9 @@
 //!
 //! Run: `RUSTFLAGS="--cfg loom" cargo test --release --lib index::user_cid::loom_tests`
 //! Two-thread models are explored exhaustively, the three-thread one with at most 2
-//! preemptions per execution (`LOOM_MAX_PREEMPTIONS=n` sets the bound for all).
+//! preemptions per execution and the `PerTask` mode-switch models (a thread start or exit,
+//! with its fixup walk, racing leases) with at most 3 (`LOOM_MAX_PREEMPTIONS=n` sets the bound
+//! for all).
 //!
 //! Each scenario has its threads lease CIDs and increment a plain counter in the leased slot
 //! through a `loom` cell, which reports any two accesses not ordered by happens-before. So every
@@ -240,4 +242,154 @@ fn three_threads_two_cids() {
             assert!(f.none_leased());
         });
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// `Policy::PerTask` (Linux 6.19 per-task ownership)
+// ---------------------------------------------------------------------------------------------
+
+use super::state::TaskCid;
+
+impl Fixture {
+    /// A `PerTask` fixture with no thread started.
+    fn per_task(capacity: u32, cpus: u32) -> Arc<Self> {
+        Arc::new(Fixture {
+            core: Core::new(Policy::PerTask, capacity, cpus, 100 * MS),
+            slots: (0..capacity).map(|_| UnsafeCell::new(0)).collect(),
+        })
+    }
+
+    /// Acquire for `task` (waiting like the real front), touch the slot, release.
+    fn run_task(&self, cpu: u32, task: &TaskCid) -> u32 {
+        let t = loop {
+            if let Some(t) = self.core.try_acquire_for(cpu, 0, Some(task)) {
+                break t;
+            }
+            thread::yield_now();
+        };
+        self.touch(t);
+        self.core.release_for(t, None, Some(task));
+        t.cid
+    }
+
+    /// Whether some CID is owned by a task, or kept by one of CPUs `0..cpus`.
+    fn owners(&self, cpus: u32) -> (bool, bool) {
+        let task = (0..self.core.capacity()).any(|k| self.core.is_task_owned(k));
+        let cpu = (0..cpus).any(|c| self.core.kept_cid(c, 0).is_some());
+        (task, cpu)
+    }
+}
+
+/// Two threads in per-task mode, each running on both CPUs in turn: each keeps the CID it got
+/// first, and the two differ, whatever the interleaving.
+#[test]
+fn per_task_threads_keep_their_cids() {
+    model(|| {
+        let f = Fixture::per_task(2, 2);
+        f.core.thread_start(0..2);
+        f.core.thread_start(0..2);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            let task = TaskCid::new();
+            let a = g.run_task(1, &task);
+            let b = g.run_task(0, &task);
+            assert_eq!(a, b);
+            a
+        });
+        let task = TaskCid::new();
+        let a = f.run_task(0, &task);
+        let b = f.run_task(1, &task);
+        assert_eq!(a, b);
+        let other = h.join().unwrap();
+        assert_ne!(a, other);
+        assert!(!f.core.per_cpu_mode());
+        assert_eq!(f.total(), 4);
+        assert!(f.none_leased());
+    });
+}
+
+/// A thread start pushes the threads past `max_cids` (switch to per-CPU mode and the fixup walk)
+/// while another thread leases its own CID twice. Exclusivity holds throughout; once the switch
+/// is visible to it, the thread's next acquire leaves no task-owned CID behind.
+#[test]
+fn per_task_switch_to_cpus_races_leases() {
+    model_bounded(3, || {
+        let f = Fixture::per_task(2, 2);
+        f.core.thread_start([0]);
+        let task = TaskCid::new();
+        assert_eq!(f.run_task(0, &task), 0);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            // Two threads on one allowed CPU: max_cids = 1 < 2 threads.
+            g.core.thread_start([0]);
+            let mine = TaskCid::new();
+            g.run_task(0, &mine);
+        });
+        f.run_task(0, &task);
+        f.run_task(0, &task);
+        h.join().unwrap();
+        assert!(f.core.per_cpu_mode());
+        assert_eq!(f.core.switch_back_threshold(), Some(1));
+        f.run_task(0, &task);
+        assert_eq!(f.core.owned_by(&task), None);
+        assert_eq!(f.owners(2), (false, true));
+        assert!(f.none_leased());
+    });
+}
+
+/// A thread exit brings the threads below the recorded threshold (switch back to per-task mode
+/// and the fixup walk) while another thread borrows its CPU's CID. Once the switch is visible,
+/// the thread's next acquire makes its CID its own and no CPU owns one.
+#[test]
+fn per_task_switch_back_races_leases() {
+    model_bounded(3, || {
+        let f = Fixture::per_task(4, 2);
+        for _ in 0..3 {
+            f.core.thread_start(0..2);
+        }
+        assert!(f.core.per_cpu_mode());
+        assert_eq!(f.core.switch_back_threshold(), Some(2));
+        f.core.thread_exit_for(None);
+        assert!(
+            f.core.per_cpu_mode(),
+            "hysteresis: 2 threads are not below 2"
+        );
+        let task = TaskCid::new();
+        let c = f.run_task(0, &task);
+        assert_eq!(f.core.kept_cid(0, 0), Some(c));
+        let g = f.clone();
+        let h = thread::spawn(move || g.core.thread_exit_for(None));
+        f.run_task(0, &task);
+        h.join().unwrap();
+        assert!(!f.core.per_cpu_mode());
+        let own = f.run_task(0, &task);
+        assert_eq!(f.core.owned_by(&task), Some(own));
+        assert_eq!(f.owners(2), (true, false));
+        assert!(f.none_leased());
+    });
+}
+
+/// Two threads pinned to different CPUs register at once (as the burst benchmark's threads
+/// do): two threads on two allowed CPUs are within max_cids = 2, so the mode never switches,
+/// whatever the interleaving (a thread counted before its CPUs were would switch for nothing).
+#[test]
+fn per_task_concurrent_starts_stay_per_task() {
+    model(|| {
+        let f = Fixture::per_task(2, 2);
+        let g = f.clone();
+        let h = thread::spawn(move || {
+            g.core.thread_start([1]);
+            let task = TaskCid::new();
+            g.run_task(1, &task);
+            g.core.owned_by(&task)
+        });
+        f.core.thread_start([0]);
+        let task = TaskCid::new();
+        f.run_task(0, &task);
+        let other = h.join().unwrap();
+        assert!(!f.core.per_cpu_mode());
+        assert_eq!(f.core.switch_back_threshold(), None);
+        let mine = f.core.owned_by(&task);
+        assert!(mine.is_some() && other.is_some() && mine != other);
+    });
 }

@@ -16,6 +16,22 @@
 //!   tends to get back the ID whose data sits in its caches.
 //! * [`Policy::Legacy`], Linux 6.4-6.12: a CPU reuses the ID it keeps; otherwise it takes the
 //!   first free ID, so bursts more than an expiry period apart keep landing on ID 0.
+//! * [`Policy::PerTask`], Linux 6.19 and later: a thread owns its ID for life while the
+//!   threads stay within a limit; past it the CPUs own the IDs (see
+//!   [below](#per-task-ownership-linux-619)).
+//!
+//! # Kernel eras
+//!
+//! | kernel | what `mm_cid` does | percid policy imitating it | `mmcid` measures |
+//! |---|---|---|---|
+//! | < 6.3 | no `mm_cid` | — | (not available: `cpu` or leases) |
+//! | 6.3 - 6.12 | per (process, CPU) cached ID, released ~100 ms after the CPU last ran the process; otherwise first free | [`Policy::Legacy`] (`user-legacy`; 6.3 itself handed the ID back at every switch) | legacy |
+//! | 6.13 - 6.18 | as legacy, plus the CPU's `recent_cid` first and expansion up to `min(allowed CPUs, threads)` | [`Policy::CacheLocal`] (`user-local`) | cache-local |
+//! | 6.19 and later | per-task ownership, per-CPU past the limit, hysteresis and a transit bit on the way back; no expiry, no `recent_cid` | [`Policy::PerTask`] (`user-task`) | per-task |
+//!
+//! [`crate::status()`] names the era of the running kernel (from `uname -r`, see
+//! [`CidEra`](crate::index::era::CidEra)). What the rseq registration length changes (Linux 7.1's
+//! optimized "V2" mode) is in [`crate::rseq::registration`].
 //!
 //! # Fronts
 //!
@@ -35,7 +51,8 @@
 //! # State
 //!
 //! * One **state word** per CID (`AtomicU64`, one cache line each):
-//!   `sequence (32 bits) | keeper CPU + 1 (31 bits, 0 = none) | leased (1 bit)`.
+//!   `sequence (32 bits) | keeper CPU + 1 (31 bits, 0 = none; all ones = owned by a task,
+//!   `PerTask` only) | leased (1 bit)`.
 //!   A CID is *free* (no keeper, not leased), *kept* by a CPU (keeper set, not leased), or
 //!   *leased* (with or without a keeper). Every lease increments the sequence number.
 //! * Per CPU (one cache line each): `kept`, a hint naming the CID the CPU keeps; `recent`, the
@@ -120,7 +137,9 @@
 //! * **(I1) Exclusivity.** The leased bit is set only by a successful CAS from a word whose bit
 //!   is clear, and cleared only by the holder's release. Hence no CID has two leases at once.
 //!   While a CID is leased only its holder writes its state word (every other writer is a CAS
-//!   expecting the bit clear).
+//!   expecting the bit clear), with one exception under `PerTask`: a mode switch's fixup walk
+//!   may clear the owner of a leased word once, by CAS, leaving the leased bit set; the
+//!   holder's release under `PerTask` is a CAS, which notices it.
 //! * **(I2) Availability** is decided from one snapshot of the state word, and taking the CID is
 //!   a CAS from that snapshot: the decision is void if anything changed in between.
 //! * **(I3) Hints.** CPU `c` keeps CID `k` if and only if `k`'s state word names `c`. The `kept`
@@ -140,6 +159,56 @@
 //! * **(I6) Bounds and progress**, as stated above: below the capacity always; `CacheLocal` at
 //!   or above `allowed` only when no CID below it was available during that acquire; an acquire
 //!   comes back empty-handed (and the real front waits) only if it saw every CID leased.
+//!
+//! # Per-task ownership (Linux 6.19)
+//!
+//! Sources: Thomas Gleixner's series "sched: Rewrite MM CID management" (V5, 2025-11-19,
+//! merged for 6.19), in particular "sched/mmcid: Provide CID ownership mode fixup functions"
+//! and the fix "sched/mmcid: Ensure that per CPU threshold is > 0"; in the merged code
+//! `kernel/sched/core.c` (`__mm_update_max_cids`, `mm_cid_calc_pcpu_thrs`,
+//! `mm_update_max_cids`, `mm_cid_fixup_tasks_to_cpus`, `mm_cid_fixup_cpus_to_tasks`,
+//! `sched_mm_cid_fork`, `sched_mm_cid_exit`) and `kernel/sched/sched.h` (`mm_get_cid`,
+//! `mm_cid_converge`, `mm_cid_from_task`, `mm_cid_from_cpu`, `mm_cid_schedin`,
+//! `mm_cid_schedout`, the `MM_CID_ONCPU` and `MM_CID_TRANSIT` bits). Rules imitated, with a
+//! user-space *acquire* standing for the kernel's schedule-in and a *release* for its
+//! schedule-out, and thread registration / exit for fork / exit:
+//!
+//! * **Limit.** `opt = min(allowed CPUs, threads)`; `max_cids = min(opt + opt / 4, capacity)`
+//!   (the kernel bounds it by the possible CPUs; the capacity plays that role here). Updated at
+//!   every thread start and exit (`__mm_update_max_cids`).
+//! * **Per-task mode** (`mm_cid_from_task`): a thread's first acquire takes the first free ID
+//!   below `max_cids` (`mm_get_cid`), and owns it until it exits (`sched_mm_cid_exit`), across
+//!   sleeps and migrations: no expiry. An owned ID at or above `max_cids` (threads exited) is
+//!   exchanged for a free one below it at the next acquire, if there is one
+//!   (`mm_cid_converge`). So a thread exit, which lowers `max_cids`, moves the survivors'
+//!   IDs down: in a burst run whose threads end at different times, a thread still running
+//!   after another exited may find its slot changed.
+//! * **Switch to per-CPU mode** when the threads exceed `max_cids` (`mm_update_max_cids`):
+//!   the switch-back threshold `max(min(opt - opt / 4, capacity / 2), 1)` is recorded
+//!   (`mm_cid_calc_pcpu_thrs`), and every ID a task owns goes back to the pool
+//!   (`mm_cid_fixup_tasks_to_cpus`). From then on a thread borrows the ID of the CPU it runs on
+//!   (`mm_cid_from_cpu`); a CPU without one takes the first free ID and keeps it, with no
+//!   expiry, converging below `max_cids` like a task's.
+//! * **Hysteresis.** Per-CPU mode lasts until the threads fall *below the recorded threshold*
+//!   (recomputed when the allowed CPUs grow), not merely back within `max_cids`.
+//! * **Two-phase handover** (`MM_CID_TRANSIT`). A switch sets the new mode with a transit
+//!   bit, walks the IDs, then clears the bit. During the walk, IDs handed out are temporary
+//!   and dropped at release (the kernel's transit ID, dropped at schedule-out). The walk drops
+//!   every ID of the old kind of owner that nobody holds, and marks the held ones (owner
+//!   cleared) so that their release drops them. A task that still owns an ID when it first
+//!   acquires in per-CPU mode hands it to its CPU (or drops it if the CPU has one), and a CPU
+//!   that still owns one when a task acquires in per-task mode gives it to that task: the
+//!   kernel's handover in `mm_cid_schedin`.
+//!
+//! Where user space differs: the kernel serializes the switch with `mm_cid.mutex` and walks
+//! under each runqueue lock, so after its walk no ID of the old kind remains. Here the walk
+//! races acquires: a thread whose acquire read the old mode just before the switch may leave
+//! one ID of the old kind behind, which its next acquire (or its exit) hands over or drops.
+//! The kernel's later refinement that keeps a transit ID below `max_cids` at schedule-out
+//! (2026-02, after 6.19) is not imitated. Leases stay exclusive whatever the mode (I1): the
+//! mode only decides which ID a thread gets. A nested lease (a thread leasing while it holds
+//! its own ID) gets a transient ID; an exact lease of an ID a task owns costs that task its
+//! ID (it takes the first free one at its next acquire).
 //!
 //! # Verification
 //!
@@ -193,6 +262,10 @@ pub enum Policy {
     CacheLocal,
     /// Linux 6.4-6.12: kept CID, then first free.
     Legacy,
+    /// Linux 6.19 and later: a thread owns its CID for life while the threads stay within
+    /// `max_cids`; past it the CPUs own the CIDs and threads borrow them, until the threads
+    /// fall below the threshold recorded at the switch (see [the module docs](self#per-task-ownership-linux-619)).
+    PerTask,
 }
 
 /// Configuration of a [`CidAllocator`].

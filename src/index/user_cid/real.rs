@@ -129,9 +129,11 @@ impl CidAllocator {
     pub fn global(policy: Policy) -> &'static CidAllocator {
         static CACHE_LOCAL: OnceLock<CidAllocator> = OnceLock::new();
         static LEGACY: OnceLock<CidAllocator> = OnceLock::new();
+        static PER_TASK: OnceLock<CidAllocator> = OnceLock::new();
         let cell = match policy {
             Policy::CacheLocal => &CACHE_LOCAL,
             Policy::Legacy => &LEGACY,
+            Policy::PerTask => &PER_TASK,
         };
         cell.get_or_init(|| {
             CidAllocator::new(
@@ -150,6 +152,12 @@ impl CidAllocator {
     #[inline]
     pub fn acquire(&self) -> CidLease<'_> {
         let epoch = self.enter_registered();
+        if self.shared.core.policy() == Policy::PerTask {
+            if let Some(t) = self.take(epoch) {
+                return self.lease(t, epoch);
+            }
+            return self.acquire_contended(epoch);
+        }
         let cpu = current_cpu();
         if let Some(t) = self.shared.core.take_kept(cpu) {
             return self.lease(t, epoch);
@@ -161,10 +169,24 @@ impl CidAllocator {
     fn acquire_contended(&self, epoch: u64) -> CidLease<'_> {
         let mut spins = 0u32;
         loop {
-            if let Some(t) = self.shared.core.try_acquire(current_cpu(), now_ns()) {
+            if let Some(t) = self.take(epoch) {
                 return self.lease(t, epoch);
             }
             backoff(&mut spins);
+        }
+    }
+
+    /// One attempt of the core's acquire for the calling thread (with its per-task record under
+    /// `PerTask`).
+    #[inline]
+    fn take(&self, epoch: u64) -> Option<Taken> {
+        let core = &self.shared.core;
+        if core.policy() == Policy::PerTask {
+            thread::with_task(&self.shared, epoch, |task| {
+                core.try_acquire_for(current_cpu(), 0, task)
+            })
+        } else {
+            core.try_acquire(current_cpu(), now_ns())
         }
     }
 
@@ -172,7 +194,7 @@ impl CidAllocator {
     /// leased.
     pub fn try_acquire(&self) -> Option<CidLease<'_>> {
         let epoch = self.enter_registered();
-        let t = self.shared.core.try_acquire(current_cpu(), now_ns())?;
+        let t = self.take(epoch)?;
         Some(self.lease(t, epoch))
     }
 
@@ -260,7 +282,9 @@ impl CidAllocator {
     }
 
     /// Whether `cid` is idle now: not leased, and kept by no CPU or by one that has not used
-    /// it for the expiry period (so no thread uses its slot until somebody acquires it). A
+    /// it for the expiry period (so no thread uses its slot until somebody acquires it).
+    /// Under [`Policy::PerTask`]: not leased and not owned by a thread (a CID a CPU owns in
+    /// per-CPU mode counts as idle while not held: that mode has no expiry). A
     /// snapshot; false at or above the capacity. With a stamp interval above 1 a CPU's use
     /// is stamped on some releases only, so a CID in steady use may look idle early: that
     /// costs a structure locality (it moves contents out of a slot in use), never exactness.
@@ -315,8 +339,15 @@ impl Drop for CidLease<'_> {
         if FORK_GEN.load(Relaxed) != self.epoch {
             return;
         }
-        let now = self.shared.core.stamp_due(&self.taken).then(now_ns);
-        self.shared.core.release(self.taken, now);
+        let core = &self.shared.core;
+        if core.policy() == Policy::PerTask {
+            thread::with_task(self.shared, self.epoch, |task| {
+                core.release_for(self.taken, None, task)
+            });
+            return;
+        }
+        let now = core.stamp_due(&self.taken).then(now_ns);
+        core.release(self.taken, now);
     }
 }
 

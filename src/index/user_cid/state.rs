@@ -11,6 +11,10 @@ use super::Policy;
 use super::sync::{AtomicU32, AtomicU64, Ordering::*};
 use crate::util::CachePadded;
 
+mod per_task;
+
+pub(crate) use per_task::TaskCid;
+
 /// "No CID" in the per-CPU `kept` and `recent` hints.
 pub(crate) const NONE: u32 = u32::MAX;
 
@@ -28,9 +32,23 @@ pub(crate) const MAX_CPUS: u32 = 0x7fff_fffe;
 /// Largest capacity: CIDs must stay below [`NONE`].
 pub(crate) const MAX_CAPACITY: u32 = 0x7fff_ffff;
 
+/// Keeper field value of a CID a task owns (`Policy::PerTask`): all ones, a value no CPU
+/// number reaches (CPU numbers are below [`MAX_CPUS`]).
+const TASK_OWNED: u64 = KEEPER_MASK;
+
+/// The CPU keeping the CID in state `s` (`None`: free, or owned by a task).
 #[inline]
 fn keeper_of(s: u64) -> Option<usize> {
+    if s & KEEPER_MASK == TASK_OWNED {
+        return None;
+    }
     (((s & KEEPER_MASK) >> KEEPER_SHIFT) as usize).checked_sub(1)
+}
+
+/// Whether the CID in state `s` is owned by a task (`Policy::PerTask`).
+#[inline]
+fn task_owned(s: u64) -> bool {
+    s & KEEPER_MASK == TASK_OWNED
 }
 
 #[inline]
@@ -102,6 +120,8 @@ pub(crate) struct Core {
     /// its slow path ever handed out (inspection only).
     max_nr_cid: CachePadded<AtomicU32>,
     population: CachePadded<Population>,
+    /// `PerTask`: the ownership mode, `max_cids` and the switch-back threshold.
+    ownership: CachePadded<per_task::Ownership>,
 }
 
 impl Core {
@@ -159,6 +179,7 @@ impl Core {
                     .map(|_| AtomicU64::new(0))
                     .collect(),
             }),
+            ownership: CachePadded(per_task::Ownership::new()),
         }
     }
 
@@ -233,6 +254,21 @@ impl Core {
     /// Returns `None` only if every CID below the capacity was seen leased: the caller waits
     /// and retries (the real front) or reports it (the deterministic front).
     pub(crate) fn try_acquire(&self, cpu: u32, now: u64) -> Option<Taken> {
+        self.try_acquire_for(cpu, now, None)
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a thread whose per-task record is `task`
+    /// (`Policy::PerTask` uses it; the other policies ignore it; `None`: an unregistered
+    /// thread, which `PerTask` gives transient CIDs).
+    pub(crate) fn try_acquire_for(
+        &self,
+        cpu: u32,
+        now: u64,
+        task: Option<&TaskCid>,
+    ) -> Option<Taken> {
+        if self.policy == Policy::PerTask {
+            return self.acquire_per_task(cpu, task);
+        }
         self.take_kept(cpu).or_else(|| self.acquire_slow(cpu, now))
     }
 
@@ -242,6 +278,7 @@ impl Core {
         let c = self.cpu_index(cpu);
         let cap = self.capacity;
         match self.policy {
+            Policy::PerTask => self.acquire_per_task(cpu, None),
             Policy::Legacy => {
                 let t = self
                     .first_available(c, now, 0, cap)
@@ -345,6 +382,16 @@ impl Core {
     /// so. `t` must come from this core and be released once.
     #[inline]
     pub(crate) fn release(&self, t: Taken, now: Option<u64>) {
+        self.release_for(t, now, None)
+    }
+
+    /// [`release`](Self::release) by a thread whose per-task record is `task` (see
+    /// [`try_acquire_for`](Self::try_acquire_for)).
+    #[inline]
+    pub(crate) fn release_for(&self, t: Taken, now: Option<u64>, task: Option<&TaskCid>) {
+        if self.policy == Policy::PerTask {
+            return self.release_per_task(t, task);
+        }
         if t.touch != NONE
             && let Some(now) = now
         {
@@ -468,20 +515,47 @@ impl Core {
     /// A thread starts using the allocator; `allowed` is its affinity (CPU numbers beyond the
     /// per-CPU table are ignored).
     pub(crate) fn thread_start(&self, allowed: impl IntoIterator<Item = u32>) {
+        if self.policy == Policy::PerTask {
+            // Counted under the ownership lock, with its affinity, as the kernel counts a new
+            // user under `mm_cid.lock`: a concurrent update never sees the thread without
+            // its CPUs (which could switch to per-CPU mode for nothing).
+            let m = self.lock_ownership();
+            let grew = self.add_allowed(allowed);
+            self.population.threads.fetch_add(1, Relaxed);
+            self.update_ownership_locked(m, grew);
+            return;
+        }
         self.population.threads.fetch_add(1, Relaxed);
         self.add_allowed(allowed);
     }
 
     /// A registered thread exits. Saturates at zero.
+    #[cfg(test)]
     pub(crate) fn thread_exit(&self) {
+        self.thread_exit_for(None)
+    }
+
+    /// A registered thread whose per-task record is `task` exits: `PerTask` frees the CID it
+    /// owns and reconsiders the ownership mode. Saturates at zero.
+    pub(crate) fn thread_exit_for(&self, task: Option<&TaskCid>) {
+        if self.policy == Policy::PerTask
+            && let Some(task) = task
+        {
+            self.drop_task_cid(task);
+        }
+        let m = (self.policy == Policy::PerTask).then(|| self.lock_ownership());
         let _ = self
             .population
             .threads
             .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if let Some(m) = m {
+            self.update_ownership_locked(m, false);
+        }
     }
 
-    /// OR CPUs into the allowed union; the count grows by the number of new bits.
-    pub(crate) fn add_allowed(&self, allowed: impl IntoIterator<Item = u32>) {
+    /// OR CPUs into the allowed union; the count grows by the number of new bits. Returns
+    /// whether it grew.
+    pub(crate) fn add_allowed(&self, allowed: impl IntoIterator<Item = u32>) -> bool {
         let p = &self.population;
         let mut words = vec![0u64; p.allowed.len()];
         for cpu in allowed {
@@ -489,15 +563,18 @@ impl Core {
                 words[cpu as usize / 64] |= 1 << (cpu % 64);
             }
         }
+        let mut grew = false;
         for (word, bits) in p.allowed.iter().zip(words) {
             if bits != 0 {
                 let old = word.fetch_or(bits, Relaxed);
                 let added = (bits & !old).count_ones();
                 if added != 0 {
                     p.nr_allowed.fetch_add(added, Relaxed);
+                    grew = true;
                 }
             }
         }
+        grew
     }
 
     /// Threads registered and not exited.
@@ -514,8 +591,11 @@ impl Core {
     // Inspection and reset
     // ----------------------------------------------------------------------------------------
 
-    /// `max_nr_cid` (see the field).
+    /// `max_nr_cid` (see the field); `PerTask`: `max_cids`, the convergence bound.
     pub(crate) fn max_nr_cid(&self) -> u32 {
+        if self.policy == Policy::PerTask {
+            return self.max_cids();
+        }
         self.max_nr_cid.load(Relaxed)
     }
 
@@ -528,7 +608,9 @@ impl Core {
             return None;
         }
         let s = self.cids[h as usize].load(Relaxed);
-        (keeper_of(s) == Some(c) && (s & LEASED != 0 || !self.expired(c, now))).then_some(h)
+        // `PerTask` has no expiry: a CPU keeps its CID until the mode switches back.
+        let live = s & LEASED != 0 || self.policy == Policy::PerTask || !self.expired(c, now);
+        (keeper_of(s) == Some(c) && live).then_some(h)
     }
 
     /// The last CID handed out on `cpu`.
@@ -540,6 +622,9 @@ impl Core {
     /// The dense bound of live CIDs: `min(allowed CPUs, capacity, live threads)` (the
     /// expansion limit of `CacheLocal`). A snapshot.
     pub(crate) fn live_bound(&self) -> u32 {
+        if self.policy == Policy::PerTask {
+            return self.max_cids();
+        }
         self.nr_cpus_allowed()
             .min(self.capacity)
             .min(self.live_threads())
@@ -553,6 +638,13 @@ impl Core {
             return false;
         };
         let s = w.load(Acquire);
+        if self.policy == Policy::PerTask {
+            // A CID a task owns is its thread's until the thread exits. One a CPU owns (per-CPU
+            // mode, no expiry) goes to whichever thread runs there next, which may be none:
+            // idle while not held, so that its slot can be adopted (costs locality, never
+            // exactness).
+            return s & LEASED == 0 && !task_owned(s);
+        }
         s & LEASED == 0 && keeper_of(s).is_none_or(|d| self.expired(d, now))
     }
 
@@ -578,6 +670,7 @@ impl Core {
             slot.unstamped.store(0, Relaxed);
         }
         self.max_nr_cid.store(0, Relaxed);
+        self.ownership.reset();
         let p = &self.population;
         p.threads.store(0, Relaxed);
         p.nr_allowed.store(0, Relaxed);

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::{Arc, Once, Weak};
 
 use super::real::Shared;
+use super::state::TaskCid;
 
 /// Number of forks between the original process and this one (0 in the original).
 pub(super) static FORK_GEN: AtomicU64 = AtomicU64::new(0);
@@ -46,6 +47,8 @@ struct Entry {
     id: u64,
     epoch: u64,
     shared: Weak<Shared>,
+    /// The CID this thread owns under `Policy::PerTask`.
+    task: TaskCid,
 }
 
 struct Registry {
@@ -62,7 +65,7 @@ impl Drop for Registry {
                 && let Some(shared) = e.shared.upgrade()
                 && shared.generation() == epoch
             {
-                shared.core.thread_exit();
+                shared.core.thread_exit_for(Some(&e.task));
             }
         }
     }
@@ -86,6 +89,30 @@ pub(super) fn ensure_registered(shared: &Arc<Shared>, epoch: u64) {
     });
 }
 
+/// Run `f` with the calling thread's per-task record for `shared` (generation `epoch`), or with
+/// `None` when the thread is not registered (thread-local teardown).
+pub(super) fn with_task<R>(
+    shared: &Shared,
+    epoch: u64,
+    f: impl FnOnce(Option<&TaskCid>) -> R,
+) -> R {
+    let mut f = Some(f);
+    let r = REGISTRY.try_with(|r| {
+        let entries = r.entries.try_borrow().ok()?;
+        let e = entries
+            .iter()
+            .find(|e| e.id == shared.id && e.epoch == epoch)?;
+        let f = f.take()?;
+        Some(f(Some(&e.task)))
+    });
+    match (r, f) {
+        (Ok(Some(v)), _) => v,
+        (_, Some(f)) => f(None),
+        // `f` ran, so `r` is `Ok(Some(_))`.
+        (_, None) => unreachable!("the per-task callback ran without a result"),
+    }
+}
+
 impl Registry {
     #[cold]
     fn register(&self, shared: &Arc<Shared>, epoch: u64) {
@@ -102,6 +129,7 @@ impl Registry {
                 id: shared.id,
                 epoch,
                 shared: Arc::downgrade(shared),
+                task: TaskCid::new(),
             });
         }
         self.last.set((shared.id, epoch));
