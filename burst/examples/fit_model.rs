@@ -20,7 +20,7 @@ use percid_burst::{BurstError, CostModel};
 
 const CONFIGS: &[&str] = &["8c-1l3", "192c-24l3", "24c-24l3", "384t-24l3"];
 const DELAYS: &[u64] = &[200, 10];
-const INDICES: &[&str] = &["cpu", "user-legacy", "mmcid"];
+const INDICES: &[&str] = &["cpu", "user-legacy", "mmcid", "user-task"];
 const SEED: u64 = 1;
 
 fn errors_table(title: &str, model: &CostModel, traces: &Traces, cells: &[Cell]) {
@@ -246,6 +246,43 @@ fn main() -> Result<(), BurstError> {
             println!("| {config}{mark} | {d} ms | {} |", cols.join(" | "));
         }
     }
+    println!(
+        "\n## user-task (Linux 6.19+ per-task ownership) on the preset: no published value, so never scored; widened with the cells' and the speedups' quantiles\n"
+    );
+    println!("| configuration | delay | user-task | task/local |");
+    println!("|---|---:|---:|---:|");
+    for &config in CONFIGS {
+        for &d in DELAYS {
+            let mut cols = Vec::new();
+            for q in [Quantity::Cell("user-task"), Quantity::TaskOverLocal] {
+                let p = preds
+                    .iter()
+                    .find(|p| p.config == config && p.delay_ms == d && p.quantity == q)
+                    .expect("user-task is recorded");
+                let (lo, hi) = loo.interval(p);
+                cols.push(format!(
+                    "{} [{}-{}] {{{}-{}}}",
+                    fmt_v(p, p.central),
+                    fmt_v(p, p.low),
+                    fmt_v(p, p.high),
+                    fmt_v(p, lo),
+                    fmt_v(p, hi)
+                ));
+            }
+            println!("| {config} | {d} ms | {} |", cols.join(" | "));
+        }
+    }
+    // The widths below are over the quantities with a published counterpart (user-task
+    // has none), so that they compare with the coverage tables above.
+    let preds: Vec<_> = preds
+        .into_iter()
+        .filter(|p| {
+            !matches!(
+                p.quantity,
+                Quantity::Cell("user-task") | Quantity::TaskOverLocal
+            )
+        })
+        .collect();
     let ratios: Vec<f64> = preds
         .iter()
         .map(|p| {

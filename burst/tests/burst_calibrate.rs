@@ -139,6 +139,46 @@ mod calibrated {
                 .any(|p| p.quantity == Quantity::LegacyOverLocal)
         );
     }
+
+    /// `user-task` is predicted where the traces have it, never scored (no published value),
+    /// and leaves the calibration as it was; on the preset one pinned thread per CPU keeps its
+    /// own ID, so it moves no slot and matches cache-local.
+    #[test]
+    fn user_task_is_predicted_and_never_scored() {
+        let machine = MachineDescription::preset("epyc-9654").unwrap();
+        let preset = CostModel::from_machine(&machine).unwrap();
+        let record = |indices: &[&str]| {
+            Traces::record(&machine, &preset, CONFIGS, &[200, 10], indices, 5, 1).unwrap()
+        };
+        let with_task = record(&["cpu", "user-legacy", "mmcid", "user-task"]);
+        let (_, without) = setup();
+        let a = conformal::leave_one_out(&preset, &with_task, 1).unwrap();
+        let b = conformal::leave_one_out(&preset, &without, 1).unwrap();
+        assert_eq!(a.cells.map(|c| (c.n, c.k)), b.cells.map(|c| (c.n, c.k)));
+        assert_eq!(
+            a.speedups.map(|c| (c.n, c.k)),
+            b.speedups.map(|c| (c.n, c.k))
+        );
+        let preds = conformal::predictions(&preset, &with_task, CONFIGS, &[200, 10], 1).unwrap();
+        let task: Vec<_> = preds
+            .iter()
+            .filter(|p| p.quantity == Quantity::TaskOverLocal)
+            .collect();
+        assert_eq!(task.len(), CONFIGS.len() * 2);
+        for p in task {
+            assert_eq!(conformal::measured(p), None);
+            assert!((p.central - 1.0).abs() < 1e-9, "{p:?}");
+            let (lo, hi) = a.interval(p);
+            assert!(lo < 1.0 && hi > 1.0, "{p:?}: {lo}-{hi}");
+        }
+        let without_preds =
+            conformal::predictions(&preset, &without, CONFIGS, &[200, 10], 1).unwrap();
+        assert!(
+            without_preds
+                .iter()
+                .all(|p| p.quantity != Quantity::TaskOverLocal)
+        );
+    }
 }
 
 // ---- percid-burst calibrate ----

@@ -123,6 +123,9 @@ pub enum Quantity {
     LegacyOverLocal,
     /// cpu / cache-local.
     CpuOverLocal,
+    /// per-task (`user-task`, Linux 6.19+) / cache-local: no published value, so it is
+    /// never scored; its interval is widened with the speedups' quantile.
+    TaskOverLocal,
 }
 
 impl Quantity {
@@ -132,6 +135,7 @@ impl Quantity {
             Quantity::Cell(i) => i,
             Quantity::LegacyOverLocal => "legacy/local",
             Quantity::CpuOverLocal => "cpu/local",
+            Quantity::TaskOverLocal => "task/local",
         }
     }
 
@@ -194,6 +198,16 @@ pub fn predictions(
             let cpu = get("cpu")?;
             let legacy = get("user-legacy")?;
             let local = get("mmcid")?;
+            // `user-task` where the traces have it (it has no published value: predicted,
+            // never scored).
+            let task = if traces
+                .predict(model, config, delay_ms, "user-task")
+                .is_some()
+            {
+                Some(get("user-task")?)
+            } else {
+                None
+            };
             let mut push = |quantity, central: f64, draws: &[f64]| {
                 let (low, high) = percentile_interval(central, draws).unwrap_or((central, central));
                 out.push(Prediction {
@@ -216,6 +230,11 @@ pub fn predictions(
             push(Quantity::LegacyOverLocal, c, &d);
             let (c, d) = ratio(&cpu, &local);
             push(Quantity::CpuOverLocal, c, &d);
+            if let Some(task) = &task {
+                push(Quantity::Cell("user-task"), task.0, &task.1);
+                let (c, d) = ratio(task, &local);
+                push(Quantity::TaskOverLocal, c, &d);
+            }
         }
     }
     Ok(out)
@@ -233,6 +252,7 @@ pub fn measured(p: &Prediction) -> Option<f64> {
         Quantity::Cell(i) => get(i),
         Quantity::LegacyOverLocal => Some(get("user-legacy")? / get("mmcid")?),
         Quantity::CpuOverLocal => Some(get("cpu")? / get("mmcid")?),
+        Quantity::TaskOverLocal => None,
     }
 }
 
