@@ -21,6 +21,19 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 /// Set in the child processes of [`run_child`]: the name of the scenario to run.
 const SCENARIO_ENV: &str = "PERCID_PROTOCOL_SCENARIO";
 
+/// The in-process tests that lease CIDs of the process-wide user-space allocator (every
+/// structure under the forced fallback; `Index::User` anywhere) run one at a time.
+/// `a_drain_inside_a_lease_does_not_deadlock` sets up its scene by holding every CID but one
+/// while it charges, which is `CidAllocator::acquire`'s documented hazard (a thread holding a
+/// lease that waits for a second one): with another test's threads on the same allocator at
+/// once, a thread holding the last CID and waiting for one of those deadlocks with it, 3 of 3
+/// runs with both tests in one process.
+static GLOBAL_ALLOCATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive_allocator() -> std::sync::MutexGuard<'static, ()> {
+    GLOBAL_ALLOCATOR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs test `name` of this binary again in a child with [`SCENARIO_ENV`] set, kills it if it
 /// outlives [`WATCHDOG`], and returns its output (asserting it passed).
 fn run_child(name: &str, envs: &[(&str, &str)]) -> String {
@@ -244,6 +257,7 @@ fn with_each_returns_when_the_fence_is_refused() {
 /// one of them at a time: `f(&mut T)` on one slot from two visitors is two `&mut`.
 #[test]
 fn concurrent_visitors_are_exclusive() {
+    let _exclusive = exclusive_allocator();
     common::matrix("concurrent_visitors_are_exclusive", || {
         let lock = PerCpuLock::new(Guarded::default());
         let overlaps = AtomicU64::new(0);
@@ -302,6 +316,7 @@ fn concurrent_visitors_are_exclusive() {
 /// B waited for A's CID and A for B's lock, forever.
 #[test]
 fn a_drain_inside_a_lease_does_not_deadlock() {
+    let _exclusive = exclusive_allocator();
     let policy = Policy::CacheLocal;
     let alloc = CidAllocator::global(policy);
     let limit: &'static Limit = Box::leak(Box::new(Limit::with_index(
@@ -511,6 +526,7 @@ impl Drop for ThreadTimer {
 /// nothing deadlocks.
 #[test]
 fn drains_inside_leases_under_load() {
+    let _exclusive = exclusive_allocator();
     let policy = Policy::CacheLocal;
     let index = Index::User(policy);
     let limit: &'static Limit = Box::leak(Box::new(Limit::with_index(index, 1 << 40, 16)));
