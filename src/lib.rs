@@ -86,7 +86,7 @@ pub(crate) mod util;
 /// This crate's version (`CARGO_PKG_VERSION`), for reports and diagnostics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub use counter::{BatchedCounter, Counter, Limit};
+pub use counter::{BatchedCounter, Counter, Limit, ReclaimScope, reclaim_scope};
 pub use index::{Index, Policy};
 pub use list::{List, ListHandle, Node};
 pub use lock::{LockHandle, PerCpuLock};
