@@ -92,10 +92,13 @@
 //! calling thread, charges exactly `n` to `usage` up to `limit + reserve`; outside a scope the
 //! ceiling stays `limit`.
 //!
-//! * Reserve units are charged exactly, never batched: a charge above the limit never puts
-//!   stock in a slot, so no charge outside a scope can take reserve units from a stock.
+//! * Reserve units are charged exactly `n`, never batched: the reserve path puts nothing in
+//!   a stock, so the reserve never feeds the stock fast path of charges outside a scope.
 //! * Uncharges pay the reserve back first: while `usage > limit`, an uncharge (and the
-//!   surplus of a batch or an adoption) goes to `usage`, not to the slot's stock.
+//!   surplus of a batch or an adoption) goes to `usage`, not to the slot's stock. The put
+//!   reads `usage` before it commits: a put racing with a reserve charge may still land in a
+//!   stock while `usage > limit`. Those units were charged below the limit, the accounting
+//!   stays exact, and the next uncharge or drain pays the reserve back.
 //! * A nested scope grants nothing more (one reserve per limit, shared by every scope);
 //!   [`ReclaimScope::is_nested`](super::reclaim::ReclaimScope::is_nested) tells reclaim code
 //!   not to recurse. [`LimitStats::reserve_charges`] counts the charges the reserve let through.
