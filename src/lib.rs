@@ -21,7 +21,7 @@
 //! |---|---|---|---|
 //! | an exact event count | [`Counter`] | one critical section | `sum()` adds every slot; `sum_and_reset()` |
 //! | a count read often, approximately | [`BatchedCounter`] | one critical section, a shared add every `batch` | `read()`: one load, with its error bound |
-//! | a hard cap (connections, bytes) | [`Limit`] | from the slot's stock; the shared usage every `batch` | `usage()` |
+//! | a hard cap (connections, bytes), a high watermark, a reserve for [`reclaim_scope`]s | [`Limit`] | from the slot's stock; the shared usage every `batch` | `usage()` |
 //! | a free list, a per-CPU cache of objects | [`List`] | push/pop of caller-owned nodes, no allocation | `drain()` takes everything |
 //! | a small struct of counters per slot | [`PerCpu<T>`] with [`slot_safe!`] | `add` / `run` with a [`ops::Current`] | `iter()` |
 //! | arbitrary data per slot, mutated in place | [`PerCpuLock<T>`] | a per-slot lock taken with a critical section | `with_each` |
@@ -86,7 +86,7 @@ pub(crate) mod util;
 /// This crate's version (`CARGO_PKG_VERSION`), for reports and diagnostics.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub use counter::{BatchedCounter, Counter, Limit};
+pub use counter::{BatchedCounter, Counter, Limit, ReclaimScope, reclaim_scope};
 pub use index::{Index, Policy};
 pub use list::{List, ListHandle, Node};
 pub use lock::{LockHandle, PerCpuLock};

@@ -54,10 +54,60 @@
 //! the highest slot stock was put in since the last full drain) bounds the slots examined,
 //! and the stocked hint skips the whole search when no slot holds stock.
 //!
+//! # High watermark and pressure
+//!
+//! [`Limit::with_high`] sets a `high` level at or below the limit, the counterpart of memcg's
+//! `memory.high`. In memcg, a charge that takes a cgroup above `memory.high` still succeeds,
+//! and the charging task is throttled and made to reclaim on its way back to user space,
+//! while `memory.max` is the level at which charges fail (after reclaim and OOM). percid
+//! cannot make the caller reclaim, so a charge above `high` succeeds and *reports* pressure:
+//! [`Limit::try_charge_with_pressure`] returns [`Charged::Pressure`], a `#[must_use]` value,
+//! and the caller shrinks its caches, evicts or slows down. The limit itself stays the hard
+//! refusal, as `memory.max` is.
+//!
+//! * A *crossing* is a change of `usage` from `<= high` to `> high`. It happens in exactly one
+//!   compare-exchange (the one that raises `usage` past `high`), so every crossing is seen
+//!   exactly once and [`LimitStats::pressure_events`] counts them exactly.
+//! * The crossing arms a pending report; the next [`Limit::try_charge_with_pressure`] that
+//!   finishes (normally the very charge that crossed) takes it and returns
+//!   [`Charged::Pressure`]; every other charge returns [`Charged::Normal`]. A report is
+//!   given only while `usage > high`: one found after `usage` fell back to `<= high`
+//!   (uncharges, drains) is dropped, and the next crossing arms a new one. Each crossing
+//!   arms once and each report disarms once, so reports never outnumber crossings, and a
+//!   single thread that charges only through this method gets one report per crossing.
+//!   [`Limit::try_charge`] never takes the report: it stays for the next pressure-aware
+//!   charge.
+//! * `usage` counts the slots' stock (see [`Limit::usage`]), so the crossing is exact in
+//!   `usage`, and within the stock bound in what callers hold: `charged <= usage` and
+//!   `usage - charged = Σ stock <= batch × slots`. Pressure is never late (by the time callers
+//!   hold more than `high`, `usage` has crossed) and may come early, when callers hold as
+//!   little as `high + 1 - Σ stock`. With `batch = 0` there is no stock and the crossing is
+//!   exact in what callers hold.
+//!
+//! # Reserve and reclaim scopes
+//!
+//! [`Limit::with_reserve`] gives the limit a reserve, for the code that must charge in order
+//! to free (the kernel's `PF_MEMALLOC` reserves: the reclaim path may allocate). A charge that
+//! would be refused, made inside a [`reclaim_scope`](super::reclaim::reclaim_scope) on the
+//! calling thread, charges exactly `n` to `usage` up to `limit + reserve`; outside a scope the
+//! ceiling stays `limit`.
+//!
+//! * Reserve units are charged exactly `n`, never batched: the reserve path puts nothing in
+//!   a stock, so the reserve never feeds the stock fast path of charges outside a scope.
+//! * Uncharges pay the reserve back first: while `usage > limit`, an uncharge (and the
+//!   surplus of a batch or an adoption) goes to `usage`, not to the slot's stock. The put
+//!   reads `usage` before it commits: a put racing with a reserve charge may still land in a
+//!   stock while `usage > limit`. Those units were charged below the limit, the accounting
+//!   stays exact, and the next uncharge or drain pays the reserve back.
+//! * A nested scope grants nothing more (one reserve per limit, shared by every scope);
+//!   [`ReclaimScope::is_nested`](super::reclaim::ReclaimScope::is_nested) tells reclaim code
+//!   not to recurse. [`LimitStats::reserve_charges`] counts the charges the reserve let through.
+//!
 //! # Invariants
 //!
-//! * `usage <= limit` at every instant: `usage` only grows through the compare-exchange
-//!   that checks the limit.
+//! * `usage <= limit + reserve` at every instant, and a charge outside a reclaim scope never
+//!   raises `usage` above `limit`: `usage` only grows through the compare-exchange that checks
+//!   the ceiling of the charge (`limit`, or `limit + reserve` in a scope).
 //! * `usage = charged + Σ stock` whenever no operation is in flight; after every charge has
 //!   been uncharged and `drain()` ran, `usage() == 0`.
 //! * A slot's stock is at most `batch`, and a stock put never makes a slot's stock exceed
@@ -72,6 +122,7 @@
 //! would otherwise satisfy later charges without counting them), and
 //! [`LimitStats::underflows`] counts it.
 
+use super::reclaim;
 use crate::index::Index;
 use crate::ops::{Access, Outcome};
 use crate::orphans::{self, OrphanCounters, OrphanPolicy, Reaped};
@@ -107,6 +158,62 @@ impl fmt::Display for LimitError {
 
 impl std::error::Error for LimitError {}
 
+/// A watermark or reserve a [`Limit`] cannot have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitConfigError {
+    /// `high` above the limit ([`Limit::with_high`]).
+    HighAboveLimit {
+        /// The level asked for.
+        high: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// `limit + reserve` does not fit a stock word (below 2^63) ([`Limit::with_reserve`]).
+    ReserveTooLarge {
+        /// The reserve asked for.
+        reserve: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+impl fmt::Display for LimitConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LimitConfigError::HighAboveLimit { high, limit } => {
+                write!(f, "high watermark {high} above the limit {limit}")
+            }
+            LimitConfigError::ReserveTooLarge { reserve, limit } => {
+                write!(
+                    f,
+                    "reserve {reserve} on a limit of {limit} exceeds 2^63 - 1"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for LimitConfigError {}
+
+/// How a successful [`Limit::try_charge_with_pressure`] left the limit: see the
+/// [module docs](self#high-watermark-and-pressure).
+#[must_use = "pressure asks the caller to reclaim; match on it"]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charged {
+    /// Charged; no crossing of the high watermark to report.
+    Normal,
+    /// Charged, and `usage` crossed the high watermark (reported once per crossing).
+    Pressure,
+}
+
+impl Charged {
+    /// Whether this is [`Charged::Pressure`].
+    pub fn is_pressure(self) -> bool {
+        self == Charged::Pressure
+    }
+}
+
 /// What a [`Limit`] did on its slow paths, counted since it was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -137,6 +244,11 @@ pub struct LimitStats {
     pub orphan_units: u64,
     /// The part of `fences` issued by adoptions and reaps.
     pub orphan_fences: u64,
+    /// Crossings of the high watermark (see the
+    /// [module docs](self#high-watermark-and-pressure)).
+    pub pressure_events: u64,
+    /// Charges in a reclaim scope that went past the limit into the reserve.
+    pub reserve_charges: u64,
 }
 
 /// A counter with a hard limit and per-slot stock: see the [module docs](self).
@@ -180,6 +292,14 @@ pub struct Limit {
     orphan_units: AtomicU64,
     /// One more than the highest slot stock was put in since the last full drain.
     max_stocked: AtomicUsize,
+    /// The high watermark; `u64::MAX` when there is none.
+    high: u64,
+    /// Units a reclaim scope may charge past the limit.
+    reserve: u64,
+    /// A crossing of `high` nobody has reported yet.
+    pressure_pending: AtomicBool,
+    pressure_events: AtomicU64,
+    reserve_charges: AtomicU64,
 }
 
 impl Limit {
@@ -225,7 +345,52 @@ impl Limit {
             orphans: OrphanCounters::new(),
             orphan_units: AtomicU64::new(0),
             max_stocked: AtomicUsize::new(0),
+            high: u64::MAX,
+            reserve: 0,
+            pressure_pending: AtomicBool::new(false),
+            pressure_events: AtomicU64::new(0),
+            reserve_charges: AtomicU64::new(0),
         }
+    }
+
+    /// The same limit with a high watermark: a charge that takes [`usage`](Self::usage)
+    /// above `high` succeeds and reports pressure (see the
+    /// [module docs](self#high-watermark-and-pressure)). `high` may equal the limit (then
+    /// only reserve charges cross it). Fails if `high` is above the limit.
+    pub fn with_high(mut self, high: u64) -> Result<Limit, LimitConfigError> {
+        if high > self.limit {
+            return Err(LimitConfigError::HighAboveLimit {
+                high,
+                limit: self.limit,
+            });
+        }
+        self.high = high;
+        Ok(self)
+    }
+
+    /// The same limit with a reserve of `reserve` units that charges inside a
+    /// [`reclaim_scope`](super::reclaim::reclaim_scope) may use past the limit (see the
+    /// [module docs](self#reserve-and-reclaim-scopes)). Fails if `limit + reserve` is not
+    /// below 2^63.
+    pub fn with_reserve(mut self, reserve: u64) -> Result<Limit, LimitConfigError> {
+        if self.limit.checked_add(reserve).is_none_or(|c| c >= LOCK) {
+            return Err(LimitConfigError::ReserveTooLarge {
+                reserve,
+                limit: self.limit,
+            });
+        }
+        self.reserve = reserve;
+        Ok(self)
+    }
+
+    /// The high watermark, if any.
+    pub fn high(&self) -> Option<u64> {
+        (self.high != u64::MAX).then_some(self.high)
+    }
+
+    /// The reserve (0 when there is none).
+    pub fn reserve(&self) -> u64 {
+        self.reserve
     }
 
     /// The same limit with another [`OrphanPolicy`] (default [`OrphanPolicy::DEFAULT`]).
@@ -249,7 +414,9 @@ impl Limit {
         self.batch
     }
 
-    /// Everything charged to the limit, including the slots' stock. Never above the limit.
+    /// Everything charged to the limit, including the slots' stock. Never above the limit
+    /// plus the [reserve](Self::with_reserve); above the limit only through charges in a
+    /// reclaim scope.
     pub fn usage(&self) -> u64 {
         self.usage.load(Ordering::Acquire)
     }
@@ -277,10 +444,29 @@ impl Limit {
             orphan_slots: self.orphans.moves.slots_taken.load(Ordering::Relaxed),
             orphan_units: self.orphan_units.load(Ordering::Relaxed),
             orphan_fences: self.orphans.moves.fences.load(Ordering::Relaxed),
+            pressure_events: self.pressure_events.load(Ordering::Relaxed),
+            reserve_charges: self.reserve_charges.load(Ordering::Relaxed),
         }
     }
 
-    /// Charges `n` units, or fails if that would exceed the limit (see the module docs).
+    /// As [`try_charge`](Self::try_charge), and reports a crossing of the high watermark:
+    /// [`Charged::Pressure`] once per crossing (see the
+    /// [module docs](self#high-watermark-and-pressure)).
+    pub fn try_charge_with_pressure(&self, n: u64) -> Result<Charged, LimitError> {
+        self.try_charge(n)?;
+        // Test first: the swap is a write to a shared line, paid only when a crossing waits.
+        if self.pressure_pending.load(Ordering::Acquire)
+            && self.pressure_pending.swap(false, Ordering::AcqRel)
+            && self.usage() > self.high
+        {
+            return Ok(Charged::Pressure);
+        }
+        Ok(Charged::Normal)
+    }
+
+    /// Charges `n` units, or fails if that would exceed the limit (see the module docs); in a
+    /// [`reclaim_scope`](super::reclaim::reclaim_scope), the limit plus the reserve. Leaves a
+    /// crossing of the high watermark to [`try_charge_with_pressure`](Self::try_charge_with_pressure).
     pub fn try_charge(&self, n: u64) -> Result<(), LimitError> {
         if n == 0 {
             return Ok(());
@@ -327,6 +513,14 @@ impl Limit {
             }
         }
         if self.charge_usage(n) {
+            return Ok(());
+        }
+        // Past the limit, inside a reclaim scope: exactly `n` from the reserve, never stocked.
+        if self.reserve > 0
+            && reclaim::in_reclaim_scope()
+            && self.charge_usage_to(n, self.limit + self.reserve)
+        {
+            self.reserve_charges.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
@@ -466,7 +660,8 @@ impl Limit {
     }
 
     /// Puts `n` pre-charged units in the calling thread's stock while it stays within the
-    /// batch (and within `usage`), otherwise returns them to the shared usage.
+    /// batch (and within `usage`), otherwise returns them to the shared usage; always to the
+    /// shared usage while the reserve is in use (`usage > limit`), to pay it back first.
     fn put_in_stock_or_usage(&self, n: u64) {
         if n == 0 {
             return;
@@ -476,9 +671,10 @@ impl Limit {
             .run(|current, stock| {
                 let s = stock.load(Ordering::Relaxed);
                 let room = s & LOCK == 0;
+                let usage = self.usage();
                 let Some(t) = s
                     .checked_add(n)
-                    .filter(|&t| room && t <= self.batch && t <= self.usage())
+                    .filter(|&t| room && t <= self.batch && t <= usage && usage <= self.limit)
                 else {
                     return Some(None);
                 };
@@ -504,11 +700,25 @@ impl Limit {
 
     /// `usage += n` unless that crosses the limit.
     fn charge_usage(&self, n: u64) -> bool {
-        self.usage
+        self.charge_usage_to(n, self.limit)
+    }
+
+    /// `usage += n` unless that crosses `ceiling`; arms a pressure report when it crosses
+    /// `high` (this compare-exchange is the crossing's only witness).
+    fn charge_usage_to(&self, n: u64, ceiling: u64) -> bool {
+        let Ok(prev) = self
+            .usage
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|&v| v <= self.limit)
+                u.checked_add(n).filter(|&v| v <= ceiling)
             })
-            .is_ok()
+        else {
+            return false;
+        };
+        if prev <= self.high && prev + n > self.high {
+            self.pressure_events.fetch_add(1, Ordering::Relaxed);
+            self.pressure_pending.store(true, Ordering::Release);
+        }
+        true
     }
 
     /// `usage -= n`, saturating; returns whether it saturated (less than `n` was there).
@@ -543,6 +753,8 @@ impl fmt::Debug for Limit {
             .field("batch", &self.batch)
             .field("index", &self.stock.index())
             .field("access", &self.access())
+            .field("high", &self.high())
+            .field("reserve", &self.reserve)
             .field("orphan_policy", &self.orphan_policy)
             .field("stats", &self.stats())
             .finish()
