@@ -52,8 +52,8 @@
 //! * **Rate limit.** Otherwise a slot examined before may have become an orphan since (its
 //!   threads exited, the bound shrank, a CID went idle). Each thread keeps a small table of
 //!   `(list, empty pops left)`; an empty pop of a list whose count runs out, or whose entry
-//!   another list took, looks and restarts the count at 64. So every list is looked at
-//!   within 64 consecutive empty pops of any one thread, and an orphan's elements are
+//!   another list took, looks and restarts the count at 256. So every list is looked at
+//!   within 256 consecutive empty pops of any one thread, and an orphan's elements are
 //!   adopted by the first thread that keeps popping the empty list.
 //! * **cpu_id.** No slot is ever an orphan: after one complete look, empty pops do not look
 //!   again until a drain resets the hints.
@@ -118,6 +118,9 @@ pub struct ListStats {
     pub drains: u64,
     /// `membarrier` rseq fences issued: by drains, adoptions and reaps.
     pub fences: u64,
+    /// The part of `fences` that restarted one CPU only: moves of one `cpu_id` slot
+    /// ([`crate::rseq::membarrier::fence_rseq_on`]); the others restarted every CPU.
+    pub fences_one_cpu: u64,
     /// Fences the kernel refused (the drain left those slots in place).
     pub fence_failures: u64,
     /// Slots whose list a drain took.
@@ -248,6 +251,8 @@ impl<T> List<T> {
             drains: c.drains.load(Ordering::Relaxed),
             fences: c.fences.load(Ordering::Relaxed)
                 + self.orphans.moves.fences.load(Ordering::Relaxed),
+            fences_one_cpu: c.fences_one_cpu.load(Ordering::Relaxed)
+                + self.orphans.moves.fences_one_cpu.load(Ordering::Relaxed),
             fence_failures: c.fence_failures.load(Ordering::Relaxed)
                 + self.orphans.moves.fence_failures.load(Ordering::Relaxed),
             slots_drained: c.slots_taken.load(Ordering::Relaxed),
