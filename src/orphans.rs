@@ -23,7 +23,8 @@
 //! read is lower than the kernel's only when a mask narrowed, and a slot taken for an orphan
 //! that a thread still uses costs that thread a refill, never an element or a unit (below).
 //! The thread counts and masks are read on slow paths only (a `Limit` refill or refusal, an
-//! empty `List` pop, a `BatchedCounter` fold, an explicit reap), never per operation, and the
+//! empty `List` pop when its hint or rate limit says look, see [`List`](crate::list#orphaned-slots),
+//! a `BatchedCounter` fold, an explicit reap), never per operation, and the
 //! result is cached process-wide for [`MAX_AGE`].
 //!
 //! What the bound cannot see, and why it does not matter for correctness:

@@ -20,7 +20,11 @@
 //!   the fence returned (overwriting the bit: the drainer sees the bit gone and tries
 //!   again) or was restarted. So once the fence returns and the bit is still there, no
 //!   critical section can change the word: the drainer owns it until it stores the
-//!   unlocked value back. If the fence fails (the kernel refuses it), the drainer clears the
+//!   unlocked value back. Under `cpu_id` indexing, a move of one slot fences only that
+//!   slot's CPU (`MEMBARRIER_CMD_FLAG_CPU`, Linux 5.10+; the process-wide fence where the
+//!   kernel refuses the flag): a section that commits to slot `c` checks that it runs on CPU
+//!   `c`, and one begun there that was preempted or migrated restarts anyway. Under mm_cid or
+//!   leases a slot is tied to no CPU, and the fence stays process-wide. If the fence fails (the kernel refuses it), the drainer clears the
 //!   lock bits it set and reports it: a slot is never left locked.
 //!
 //! Structures that drain choose their access with `Access::drainable`: rseq only where the
@@ -58,7 +62,8 @@
 
 use crate::index::CidAllocator;
 use crate::ops::Access;
-use crate::rseq::membarrier;
+use crate::rseq::IndexMode;
+use crate::rseq::membarrier::{self, FenceKind};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -203,6 +208,8 @@ pub(crate) struct DrainCounters {
     pub drains: AtomicU64,
     /// `membarrier` fences issued.
     pub fences: AtomicU64,
+    /// The part of `fences` that restarted one CPU only (`MEMBARRIER_CMD_FLAG_CPU`).
+    pub fences_one_cpu: AtomicU64,
     /// Slots taken (non-zero words moved out).
     pub slots_taken: AtomicU64,
     /// Fences the kernel refused (the drain then gave up on the locked slots).
@@ -214,6 +221,7 @@ impl DrainCounters {
         DrainCounters {
             drains: AtomicU64::new(0),
             fences: AtomicU64::new(0),
+            fences_one_cpu: AtomicU64::new(0),
             slots_taken: AtomicU64::new(0),
             fence_failures: AtomicU64::new(0),
         }
@@ -258,12 +266,17 @@ pub(crate) fn take_slots<'a>(
         word,
         lock,
         counters,
-        membarrier::fence_rseq,
+        |cpu| match cpu {
+            Some(cpu) => membarrier::fence_rseq_on(cpu),
+            None => membarrier::fence_rseq().then_some(FenceKind::ProcessWide),
+        },
         take,
     )
 }
 
-/// [`take_slots`] with the fence as a parameter (tests inject failures).
+/// [`take_slots`] with the fence as a parameter (tests inject failures): `fence(Some(cpu))`
+/// restarts the sections that may touch the `cpu_id` slot `cpu` (one CPU, or every CPU where
+/// the kernel refuses that), `fence(None)` every CPU; `None` when refused.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn take_slots_with<'a>(
     serialised: &DrainGuard<'_>,
@@ -272,7 +285,7 @@ pub(crate) fn take_slots_with<'a>(
     word: impl Fn(usize) -> &'a AtomicU64,
     lock: u64,
     counters: &DrainCounters,
-    mut fence: impl FnMut() -> bool,
+    mut fence: impl FnMut(Option<usize>) -> Option<FenceKind>,
     mut take: impl FnMut(usize, u64),
 ) -> Result<(), FenceFailed> {
     counters.drains.fetch_add(1, Ordering::Relaxed);
@@ -292,7 +305,7 @@ pub(crate) fn take_slots_with<'a>(
             }
             Ok(())
         }
-        Access::Rseq(_) => {
+        Access::Rseq(mode) => {
             let mut pending: Vec<usize> = slots
                 .filter(|&s| word(s).load(Ordering::Relaxed) != 0)
                 .collect();
@@ -301,7 +314,12 @@ pub(crate) fn take_slots_with<'a>(
                 for &s in &pending {
                     word(s).fetch_or(lock, Ordering::AcqRel);
                 }
-                if !fence() {
+                // One `cpu_id` slot: only its CPU can run a section that commits to it.
+                let target = match (mode, &pending[..]) {
+                    (IndexMode::CpuId, &[cpu]) => Some(cpu),
+                    _ => None,
+                };
+                let Some(kind) = fence(target) else {
                     counters.fence_failures.fetch_add(1, Ordering::Relaxed);
                     refused += 1;
                     if refused >= FENCE_ATTEMPTS {
@@ -313,8 +331,11 @@ pub(crate) fn take_slots_with<'a>(
                         return Err(FenceFailed);
                     }
                     continue;
-                }
+                };
                 counters.fences.fetch_add(1, Ordering::Relaxed);
+                if kind == FenceKind::OneCpu {
+                    counters.fences_one_cpu.fetch_add(1, Ordering::Relaxed);
+                }
                 pending.retain(|&s| {
                     let w = word(s).load(Ordering::Acquire);
                     if w & lock == 0 {
@@ -390,7 +411,7 @@ mod tests {
             |s| &words[s],
             LOCK,
             &counters,
-            || false,
+            |_| None,
             |s, v| taken.push((s, v)),
         );
         assert_eq!(r, Err(FenceFailed));
@@ -407,15 +428,57 @@ mod tests {
             |s| &words[s],
             LOCK,
             &counters,
-            || {
+            |_| {
                 calls += 1;
-                calls > 1
+                (calls > 1).then_some(FenceKind::ProcessWide)
             },
             |s, v| taken.push((s, v)),
         );
         assert_eq!(r, Ok(()));
         assert_eq!(taken, [(0, 5), (2, 7)]);
         assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn one_cpu_id_slot_fences_one_cpu_and_anything_else_every_cpu() {
+        const LOCK: u64 = 1 << 63;
+        let lock = DrainLock::new();
+        // (access, words) -> the fence targets asked for
+        let run = |mode: IndexMode, values: &[u64]| {
+            let words: Vec<AtomicU64> = values.iter().copied().map(AtomicU64::new).collect();
+            let counters = DrainCounters::new();
+            let mut targets = Vec::new();
+            take_slots_with(
+                &lock.lock(),
+                Access::Rseq(mode),
+                0..words.len(),
+                |s| &words[s],
+                LOCK,
+                &counters,
+                |t| {
+                    targets.push(t);
+                    Some(if t.is_some() {
+                        FenceKind::OneCpu
+                    } else {
+                        FenceKind::ProcessWide
+                    })
+                },
+                |_, _| {},
+            )
+            .unwrap();
+            assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+            let c = &counters;
+            let counts = (
+                c.fences.load(Ordering::Relaxed),
+                c.fences_one_cpu.load(Ordering::Relaxed),
+            );
+            (targets, counts)
+        };
+        assert_eq!(run(IndexMode::CpuId, &[0, 0, 9]), (vec![Some(2)], (1, 1)));
+        assert_eq!(run(IndexMode::CpuId, &[4, 0, 9]), (vec![None], (1, 0)));
+        // Under mm_cid a slot is tied to no CPU.
+        assert_eq!(run(IndexMode::MmCid, &[0, 0, 9]), (vec![None], (1, 0)));
+        assert_eq!(run(IndexMode::CpuId, &[0, 0, 0]), (vec![], (0, 0)));
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub struct BatchedStats {
     pub orphan_slots: u64,
     /// `membarrier` rseq fences issued by reaps.
     pub fences: u64,
+    /// The part of `fences` that restarted one CPU only: moves of one `cpu_id` slot
+    /// ([`crate::rseq::membarrier::fence_rseq_on`]); the others restarted every CPU.
+    pub fences_one_cpu: u64,
     /// Fences the kernel refused (those slots kept their deltas).
     pub fence_failures: u64,
     /// Slots that may hold a delta now (the `dirty` count of the error bound).
@@ -205,6 +208,7 @@ impl BatchedCounter {
             reaps: self.orphans.reaps.load(Ordering::Relaxed),
             orphan_slots: m.slots_taken.load(Ordering::Relaxed),
             fences: m.fences.load(Ordering::Relaxed),
+            fences_one_cpu: m.fences_one_cpu.load(Ordering::Relaxed),
             fence_failures: m.fence_failures.load(Ordering::Relaxed),
             dirty_slots: self.dirty_count(),
         }

@@ -225,9 +225,13 @@ pub struct LimitStats {
     /// Refused charges that did not drain: no slot held stock, or another drain had just
     /// finished.
     pub drains_skipped: u64,
-    /// `membarrier` rseq fences issued (each an IPI to every CPU of the process): by full
+    /// `membarrier` rseq fences issued (each an IPI to every CPU of the process, or to one
+    /// CPU: `fences_one_cpu`): by full
     /// drains, adoptions and reaps.
     pub fences: u64,
+    /// The part of `fences` that restarted one CPU only: moves of one `cpu_id` slot
+    /// ([`crate::rseq::membarrier::fence_rseq_on`]); the others restarted every CPU.
+    pub fences_one_cpu: u64,
     /// Fences the kernel refused.
     pub fence_failures: u64,
     /// Slots whose stock a drain took.
@@ -435,6 +439,8 @@ impl Limit {
             drains_skipped: self.drains_skipped.load(Ordering::Relaxed),
             fences: c.fences.load(Ordering::Relaxed)
                 + self.orphans.moves.fences.load(Ordering::Relaxed),
+            fences_one_cpu: c.fences_one_cpu.load(Ordering::Relaxed)
+                + self.orphans.moves.fences_one_cpu.load(Ordering::Relaxed),
             fence_failures: c.fence_failures.load(Ordering::Relaxed)
                 + self.orphans.moves.fence_failures.load(Ordering::Relaxed),
             slots_drained: c.slots_taken.load(Ordering::Relaxed),

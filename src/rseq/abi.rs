@@ -108,6 +108,9 @@ pub mod membarrier {
     pub const CMD_PRIVATE_EXPEDITED_RSEQ: libc::c_int = 1 << 7;
     /// Register the process for [`CMD_PRIVATE_EXPEDITED_RSEQ`].
     pub const CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ: libc::c_int = 1 << 8;
+    /// Flag of [`CMD_PRIVATE_EXPEDITED_RSEQ`] (Linux 5.10+): restart the critical sections
+    /// on the one CPU given as the third argument only. Older kernels refuse it (`EINVAL`).
+    pub const CMD_FLAG_CPU: libc::c_uint = 1;
 }
 
 const _: () = {

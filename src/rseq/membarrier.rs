@@ -7,6 +7,16 @@
 //! critical sections begun earlier are concerned. This is what a drain needs under mm_cid
 //! indexing, where no CID-to-CPU map exists to target one CPU.
 //!
+//! # One CPU
+//!
+//! [`fence_rseq_on`] adds `MEMBARRIER_CMD_FLAG_CPU` (Linux 5.10+) to restart only the
+//! sections running on one CPU: one IPI instead of one per CPU running a thread of the
+//! process. It suffices for a slot indexed by `cpu_id` (a section commits to slot `c` only
+//! while it runs on CPU `c`, and one preempted or migrated restarts anyway), not for mm_cid or
+//! user-space CIDs, which are tied to no CPU. A kernel that refuses the flag (`EINVAL`) gets
+//! the process-wide fence instead, and is not asked again. [`fence_stats`] counts the fences
+//! by kind.
+//!
 //! # Registration, early
 //!
 //! The fence needs a one-time `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ`. Its cost
@@ -47,10 +57,17 @@
 
 use super::abi::membarrier as cmd;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 fn membarrier(command: libc::c_int, flags: libc::c_uint) -> libc::c_long {
-    // SAFETY: membarrier takes integer arguments only (cpu_id is unused for these commands).
-    unsafe { libc::syscall(libc::SYS_membarrier, command, flags, 0 as libc::c_int) }
+    membarrier_on(command, flags, 0)
+}
+
+/// `membarrier(command, flags, cpu_id)`: `cpu_id` is read by the kernel only with
+/// [`cmd::CMD_FLAG_CPU`].
+fn membarrier_on(command: libc::c_int, flags: libc::c_uint, cpu_id: libc::c_int) -> libc::c_long {
+    // SAFETY: membarrier takes integer arguments only; no memory is passed to the kernel.
+    unsafe { libc::syscall(libc::SYS_membarrier, command, flags, cpu_id) }
 }
 
 /// Whether the kernel supports `MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ` (queried once).
@@ -185,12 +202,164 @@ fn registered() -> bool {
 /// Returns `false` (and does nothing) where the kernel lacks the command; callers then need
 /// another way to quiesce (see [`crate::list::List::drain`]).
 pub fn fence_rseq() -> bool {
-    registered() && membarrier(cmd::CMD_PRIVATE_EXPEDITED_RSEQ, 0) == 0
+    let ok = registered() && membarrier(cmd::CMD_PRIVATE_EXPEDITED_RSEQ, 0) == 0;
+    if ok {
+        PROCESS_WIDE.fetch_add(1, Ordering::Relaxed);
+    }
+    ok
+}
+
+/// Which fence [`fence_rseq_on`] issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceKind {
+    /// Every CPU running a thread of the process ([`fence_rseq`]).
+    ProcessWide,
+    /// One CPU: `MEMBARRIER_CMD_FLAG_CPU`.
+    OneCpu,
+}
+
+/// The process's fences so far, by kind ([`fence_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct FenceStats {
+    /// Process-wide fences issued (including one-CPU requests that fell back).
+    pub process_wide: u64,
+    /// One-CPU fences issued.
+    pub one_cpu: u64,
+    /// Whether the kernel refused `MEMBARRIER_CMD_FLAG_CPU` (`EINVAL`, before Linux 5.10): every
+    /// fence is process-wide since.
+    pub one_cpu_refused: bool,
+}
+
+static PROCESS_WIDE: AtomicU64 = AtomicU64::new(0);
+static ONE_CPU: AtomicU64 = AtomicU64::new(0);
+/// The kernel refused `MEMBARRIER_CMD_FLAG_CPU` once: never ask again.
+static ONE_CPU_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// The fences this process issued through percid, by kind.
+pub fn fence_stats() -> FenceStats {
+    FenceStats {
+        process_wide: PROCESS_WIDE.load(Ordering::Relaxed),
+        one_cpu: ONE_CPU.load(Ordering::Relaxed),
+        one_cpu_refused: ONE_CPU_REFUSED.load(Ordering::Relaxed),
+    }
+}
+
+/// Restarts the rseq critical sections of this process that may touch a slot indexed by CPU
+/// `cpu` (a `cpu_id` slot): only those running on that CPU, since a section begun there that
+/// was preempted or migrated restarts anyway, and a section elsewhere cannot commit to that
+/// slot (it checks its `cpu_id`). Falls back to [`fence_rseq`] where the kernel refuses the
+/// one-CPU flag (`EINVAL`, Linux before 5.10), and remembers the refusal. `None` when no
+/// fence could be issued.
+pub fn fence_rseq_on(cpu: usize) -> Option<FenceKind> {
+    if !registered() {
+        return None;
+    }
+    fence_on_with(cpu, &ONE_CPU_REFUSED, |flags, cpu| {
+        if membarrier_on(cmd::CMD_PRIVATE_EXPEDITED_RSEQ, flags, cpu) == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        }
+    })
+}
+
+/// [`fence_rseq_on`] with the system call (`raw(flags, cpu) -> Ok or Err(errno)`) and the
+/// refusal flag as parameters (tests refuse the flag).
+fn fence_on_with(
+    cpu: usize,
+    refused: &AtomicBool,
+    mut raw: impl FnMut(libc::c_uint, libc::c_int) -> Result<(), i32>,
+) -> Option<FenceKind> {
+    if !refused.load(Ordering::Relaxed)
+        && let Ok(cpu_arg) = libc::c_int::try_from(cpu)
+    {
+        match raw(cmd::CMD_FLAG_CPU, cpu_arg) {
+            Ok(()) => {
+                ONE_CPU.fetch_add(1, Ordering::Relaxed);
+                return Some(FenceKind::OneCpu);
+            }
+            // The flag (not the command: it was registered) is unknown to this kernel.
+            Err(libc::EINVAL) => refused.store(true, Ordering::Relaxed),
+            Err(_) => {}
+        }
+    }
+    raw(0, 0).ok()?;
+    PROCESS_WIDE.fetch_add(1, Ordering::Relaxed);
+    Some(FenceKind::ProcessWide)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_cpu_flag_falls_back_to_the_process_wide_fence_and_is_remembered() {
+        let refused = AtomicBool::new(false);
+        let mut calls = Vec::new();
+        // A kernel before 5.10: the flag is EINVAL, the plain command works.
+        let old_kernel = |calls: &mut Vec<(u32, i32)>, flags, cpu| {
+            calls.push((flags, cpu));
+            if flags != 0 {
+                Err(libc::EINVAL)
+            } else {
+                Ok(())
+            }
+        };
+        let before = fence_stats();
+        let k = fence_on_with(1, &refused, |f, c| old_kernel(&mut calls, f, c));
+        assert_eq!(k, Some(FenceKind::ProcessWide));
+        assert_eq!(calls, [(cmd::CMD_FLAG_CPU, 1), (0, 0)]);
+        assert!(refused.load(Ordering::Relaxed));
+        // Remembered: the next fence does not ask for one CPU again.
+        calls.clear();
+        let k = fence_on_with(0, &refused, |f, c| old_kernel(&mut calls, f, c));
+        assert_eq!(
+            (k, &calls[..]),
+            (Some(FenceKind::ProcessWide), &[(0, 0)][..])
+        );
+        let after = fence_stats();
+        assert!(after.process_wide >= before.process_wide + 2);
+        // A kernel that takes the flag: one CPU, counted as such.
+        let fresh = AtomicBool::new(false);
+        let k = fence_on_with(3, &fresh, |f, c| {
+            assert_eq!((f, c), (cmd::CMD_FLAG_CPU, 3));
+            Ok(())
+        });
+        assert_eq!(k, Some(FenceKind::OneCpu));
+        assert!(fence_stats().one_cpu > after.one_cpu);
+        // Another error than EINVAL (say ENOMEM) falls back for this fence but is not a
+        // refusal of the flag; a failing plain command is a failed fence.
+        let k = fence_on_with(
+            3,
+            &fresh,
+            |f, _| if f != 0 { Err(libc::ENOMEM) } else { Ok(()) },
+        );
+        assert_eq!(k, Some(FenceKind::ProcessWide));
+        assert!(!fresh.load(Ordering::Relaxed));
+        assert_eq!(fence_on_with(3, &fresh, |_, _| Err(libc::EPERM)), None);
+    }
+
+    #[test]
+    fn a_one_cpu_fence_works_on_this_kernel() {
+        if !rseq_fence_ready() {
+            return;
+        }
+        let before = fence_stats();
+        let k = fence_rseq_on(0).expect("the registered command works");
+        let after = fence_stats();
+        match k {
+            FenceKind::OneCpu => assert!(after.one_cpu > before.one_cpu),
+            FenceKind::ProcessWide => {
+                assert!(after.one_cpu_refused && after.process_wide > before.process_wide)
+            }
+        }
+        // A CPU number beyond any CPU is no error (the kernel has nothing to restart).
+        assert_eq!(
+            membarrier_on(cmd::CMD_PRIVATE_EXPEDITED_RSEQ, cmd::CMD_FLAG_CPU, 1 << 20),
+            0
+        );
+    }
 
     #[test]
     fn the_opt_out_variable_is_parsed_strictly() {
