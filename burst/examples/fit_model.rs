@@ -47,6 +47,35 @@ fn fmt_v(p: &conformal::Prediction, v: f64) -> String {
     }
 }
 
+/// The table cells of `quantities` for one (configuration, delay): central [raw] {calibrated}.
+fn prediction_cells(
+    preds: &[conformal::Prediction],
+    loo: &conformal::LooCalibration,
+    config: &str,
+    delay: u64,
+    quantities: &[Quantity],
+) -> String {
+    let cols: Vec<String> = quantities
+        .iter()
+        .map(|&q| {
+            let p = preds
+                .iter()
+                .find(|p| p.config == config && p.delay_ms == delay && p.quantity == q)
+                .expect("every prediction is computed");
+            let (lo, hi) = loo.interval(p);
+            format!(
+                "{} [{}-{}] {{{}-{}}}",
+                fmt_v(p, p.central),
+                fmt_v(p, p.low),
+                fmt_v(p, p.high),
+                fmt_v(p, lo),
+                fmt_v(p, hi)
+            )
+        })
+        .collect();
+    cols.join(" | ")
+}
+
 fn ratio_cells(model: &CostModel, traces: &Traces, config: &str, delay: u64) -> Option<(f64, f64)> {
     let cpu = traces.predict(model, config, delay, "cpu")?;
     let legacy = traces.predict(model, config, delay, "user-legacy")?;
@@ -221,29 +250,20 @@ fn main() -> Result<(), BurstError> {
             } else {
                 ""
             };
-            let mut cols = Vec::new();
-            for q in [
-                Quantity::Cell("cpu"),
-                Quantity::Cell("user-legacy"),
-                Quantity::Cell("mmcid"),
-                Quantity::LegacyOverLocal,
-                Quantity::CpuOverLocal,
-            ] {
-                let p = preds
-                    .iter()
-                    .find(|p| p.config == config && p.delay_ms == d && p.quantity == q)
-                    .expect("every prediction is computed");
-                let (lo, hi) = loo.interval(p);
-                cols.push(format!(
-                    "{} [{}-{}] {{{}-{}}}",
-                    fmt_v(p, p.central),
-                    fmt_v(p, p.low),
-                    fmt_v(p, p.high),
-                    fmt_v(p, lo),
-                    fmt_v(p, hi)
-                ));
-            }
-            println!("| {config}{mark} | {d} ms | {} |", cols.join(" | "));
+            let cols = prediction_cells(
+                &preds,
+                &loo,
+                config,
+                d,
+                &[
+                    Quantity::Cell("cpu"),
+                    Quantity::Cell("user-legacy"),
+                    Quantity::Cell("mmcid"),
+                    Quantity::LegacyOverLocal,
+                    Quantity::CpuOverLocal,
+                ],
+            );
+            println!("| {config}{mark} | {d} ms | {cols} |");
         }
     }
     println!(
@@ -253,23 +273,9 @@ fn main() -> Result<(), BurstError> {
     println!("|---|---:|---:|---:|");
     for &config in CONFIGS {
         for &d in DELAYS {
-            let mut cols = Vec::new();
-            for q in [Quantity::Cell("user-task"), Quantity::TaskOverLocal] {
-                let p = preds
-                    .iter()
-                    .find(|p| p.config == config && p.delay_ms == d && p.quantity == q)
-                    .expect("user-task is recorded");
-                let (lo, hi) = loo.interval(p);
-                cols.push(format!(
-                    "{} [{}-{}] {{{}-{}}}",
-                    fmt_v(p, p.central),
-                    fmt_v(p, p.low),
-                    fmt_v(p, p.high),
-                    fmt_v(p, lo),
-                    fmt_v(p, hi)
-                ));
-            }
-            println!("| {config} | {d} ms | {} |", cols.join(" | "));
+            let quantities = [Quantity::Cell("user-task"), Quantity::TaskOverLocal];
+            let cols = prediction_cells(&preds, &loo, config, d, &quantities);
+            println!("| {config} | {d} ms | {cols} |");
         }
     }
     // The widths below are over the quantities with a published counterpart (user-task
