@@ -296,6 +296,15 @@ fn align_with(rows: &[Vec<String>], left: usize) -> String {
     out
 }
 
+/// The [`SPEEDUPS`] whose two sources are both among `indices`.
+fn speedups_of(indices: &[String]) -> Vec<&'static (&'static str, &'static str, &'static str)> {
+    let has = |i: &str| indices.iter().any(|x| x == i);
+    SPEEDUPS
+        .iter()
+        .filter(|(_, a, b)| has(a) && has(b))
+        .collect()
+}
+
 /// The tables, one line per configuration, delays side by side (`--wide`; 170 columns on 2
 /// CPUs, 290 on the EPYC preset): ns per pass (with spreads, marks and speedups) and the
 /// locality statistics; then the noise legend and the skipped sources.
@@ -303,11 +312,7 @@ pub fn tables_wide(report: &Report) -> String {
     let (configs, delays, indices) = report.axes();
     let cells = report.cells();
     let mut out = String::new();
-    let has = |i: &str| indices.iter().any(|x| x == i);
-    let speedups: Vec<_> = SPEEDUPS
-        .iter()
-        .filter(|(_, a, b)| has(a) && has(b))
-        .collect();
+    let speedups = speedups_of(&indices);
     if !configs.is_empty() {
         let _ = writeln!(
             out,
@@ -387,11 +392,7 @@ pub fn tables(report: &Report) -> String {
     let (configs, delays, indices) = report.axes();
     let cells = report.cells();
     let mut out = String::new();
-    let has = |i: &str| indices.iter().any(|x| x == i);
-    let speedups: Vec<_> = SPEEDUPS
-        .iter()
-        .filter(|(_, a, b)| has(a) && has(b))
-        .collect();
+    let speedups = speedups_of(&indices);
     if !configs.is_empty() {
         let _ = writeln!(
             out,
